@@ -1,0 +1,58 @@
+"""Core's own settings: where and what to run, project files, Azure context, common job options."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from robotrain.hookspecs import hookimpl
+from robotrain.options import COMMANDS, Option, OptionRegistry
+
+EVERY_COMMAND = frozenset(COMMANDS)
+
+
+def azure_cli_default_subscription() -> str | None:
+    """The subscription of the Azure CLI's saved default profile, when there is one."""
+    folder = Path(os.environ.get("AZURE_CONFIG_DIR") or Path.home() / ".azure")
+    try:
+        profile = json.loads((folder / "azureProfile.json").read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return None
+    for subscription in profile.get("subscriptions", []):
+        if isinstance(subscription, dict) and subscription.get("isDefault"):
+            return str(subscription.get("id")) or None
+    return None
+
+
+@hookimpl
+def robotrain_add_options(options: OptionRegistry) -> None:
+    for option in (
+        Option("platform", "where the job runs", default="local", env="ROBOTRAIN_PLATFORM",
+               commands=EVERY_COMMAND),
+        Option("workload", "what runs", default="isaaclab", env="ROBOTRAIN_WORKLOAD"),
+        Option("profile", "named profile of the project config", env="ROBOTRAIN_PROFILE",
+               commands=EVERY_COMMAND),
+        Option("training_dir", "training source folder to pack", default="src/training",
+               env="TRAINING_DIR"),
+        Option("image", "container image (default: the workload's)", env="IMAGE"),
+        Option("job_name", "job name (default: derived from the workload)", env="JOB_NAME"),
+        Option("experiment_name", "experiment to track runs under (default: the workload's)",
+               env="EXPERIMENT_NAME"),
+        Option("register_checkpoint", "model name for the final checkpoint (default: derived)",
+               env="REGISTER_CHECKPOINT"),
+        Option("skip_register_checkpoint", "do not register the final checkpoint", kind=bool,
+               default=False),
+        Option("terraform_dir", "folder with terraform.tfstate or terraform.tfvars",
+               env="ROBOTRAIN_TERRAFORM_DIR", commands=EVERY_COMMAND),
+        Option("terraform_outputs", "saved `terraform output -json` file",
+               env="ROBOTRAIN_TERRAFORM_OUTPUTS", commands=EVERY_COMMAND),
+        Option("subscription_id", "Azure subscription id", env="AZURE_SUBSCRIPTION_ID",
+               fallback=("azure cli profile", azure_cli_default_subscription),
+               commands=EVERY_COMMAND),
+        Option("resource_group", "Azure resource group", env="AZURE_RESOURCE_GROUP",
+               terraform="resource_group.name", commands=EVERY_COMMAND),
+        Option("workspace_name", "Azure ML workspace", env="AZUREML_WORKSPACE_NAME",
+               terraform="azureml_workspace.name", commands=EVERY_COMMAND),
+    ):  # fmt: skip
+        options.add(option)

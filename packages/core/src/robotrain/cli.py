@@ -1,0 +1,307 @@
+"""The command line: one invoke namespace, used by ``tasks.py`` and the ``robotrain`` script."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import sys
+from collections.abc import Callable
+from inspect import Signature
+from pathlib import Path
+from typing import Any
+
+from invoke import Argument, Collection, Context, Exit, Program, Task
+
+from robotrain import __version__
+from robotrain.errors import UserError
+from robotrain.history import find_platform, record_submission
+from robotrain.options import Option
+from robotrain.plugins import Plugins, load_plugins
+from robotrain.settings import Settings
+
+OUTPUTS = ("text", "json")
+
+
+class PluginOptionsTask(Task):  # type: ignore[misc]
+    """An invoke task whose flags also include the options plugins contributed."""
+
+    def __init__(self, body: Callable[..., Any], options: list[Option], **kwargs: Any) -> None:
+        self.plugin_options = options
+        super().__init__(body, **kwargs)
+
+    def argspec(self, body: Callable[..., Any]) -> Signature:
+        signature = super().argspec(body)
+        return signature.replace(
+            parameters=[p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        )
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        arguments: list[Argument] = super().get_arguments(ignore_unknown_help)
+        for option in self.plugin_options:
+            arguments.append(_argument(option.name, option.kind, _help(option)))
+            if option.negation:
+                arguments.append(_argument(option.negation, bool, f"turn off --{option.flag[2:]}"))
+        return arguments
+
+
+def _argument(name: str, kind: type, help: str) -> Argument:
+    flag = name.replace("_", "-")
+    kind = kind if kind in (bool, list) else str
+    return Argument(
+        names=(flag,), attr_name=name if "_" in name else None, kind=kind, help=help,
+        default=[] if kind is list else None,
+    )  # fmt: skip
+
+
+def _help(option: Option) -> str:
+    facts = []
+    if option.choices:
+        facts.append("|".join(option.choices))
+    if option.default not in (None, False, []):
+        facts.append(f"default {option.default}")
+    if option.env:
+        facts.append(f"env {option.env}")
+    return option.help + (f" [{'; '.join(facts)}]" if facts else "")
+
+
+def user_errors(body: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a UserError into one line on stderr and exit status 2."""
+
+    @functools.wraps(body)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return body(*args, **kwargs)
+        except UserError as error:
+            raise Exit(f"robotrain: error: {error}", code=2) from None
+
+    return run
+
+
+def _settings(
+    plugins: Plugins, values: dict[str, Any], context: Context | None = None
+) -> Settings:
+    for option in plugins.options:
+        if option.negation and values.pop(option.negation, None):
+            values[option.name] = False
+        if option.kind is bool and values.get(option.name) is False:
+            values[option.name] = None
+    remainder = getattr(context, "remainder", "") if context is not None else ""
+    return plugins.settings(values, extra_args=tuple(shlex.split(remainder)))
+
+
+def _check_output(output: str) -> None:
+    if output not in OUTPUTS:
+        raise UserError(f"--output: {output!r} is not one of {', '.join(OUTPUTS)}")
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _platform(plugins: Plugins, settings: Settings) -> str:
+    name = str(settings["platform"])
+    plugins.platforms.require(name)
+    return name
+
+
+def _no_result(what: str, platform: str) -> UserError:
+    return UserError(f"platform {platform!r} does not support {what}")
+
+
+@user_errors
+def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any) -> None:
+    """Build a training job and submit it (or, with --dry-run, print the platform's job spec)."""
+    _check_output(output)
+    plugins = load_plugins()
+    settings = _settings(plugins, values, c)
+    platform = _platform(plugins, settings)
+    workload = str(settings["workload"])
+    plugins.workloads.require(workload)
+    plugins.check_applicable(settings, workload=workload, platform=platform)
+    job = plugins.hook.robotrain_build_job(workload=workload, settings=settings)
+    if dry_run:
+        spec = plugins.hook.robotrain_render_job(platform=platform, job=job, settings=settings)
+        if spec is None:
+            raise _no_result("--dry-run", platform)
+        if output == "json":
+            _print_json({"platform": platform, "job": job.to_dict(), "spec": spec})
+        else:
+            print(spec, end="" if spec.endswith("\n") else "\n")
+        return
+    submission = plugins.hook.robotrain_submit(platform=platform, job=job, settings=settings)
+    if submission is None:
+        raise _no_result("submit", platform)
+    record_submission(settings.state_dir, submission)
+    if output == "json":
+        _print_json(vars(submission))
+    else:
+        print(f"{submission.platform} job {submission.job_id}" + (f"  {submission.url}" if submission.url else ""))
+
+
+@user_errors
+def stage_dataset(c: Context, source: str, name: str = "", output: str = "text", **values: Any) -> None:
+    """Stage a local folder as a named, versioned dataset on the platform."""
+    _check_output(output)
+    plugins = load_plugins()
+    settings = _settings(plugins, values, c)
+    platform = _platform(plugins, settings)
+    folder = (settings.project_root / source).resolve() if not Path(source).is_absolute() else Path(source)
+    if not folder.is_dir():
+        raise UserError(f"dataset folder {source} not found; give an existing folder")
+    dataset = plugins.hook.robotrain_stage_dataset(
+        platform=platform, source=folder, name=name or folder.name, settings=settings
+    )
+    if dataset is None:
+        raise _no_result("stage-dataset", platform)
+    if output == "json":
+        _print_json(vars(dataset))
+    else:
+        state = "uploaded" if dataset.uploaded else "unchanged, not uploaded again"
+        print(f"dataset {dataset.name}:{dataset.version} ({state})  {dataset.uri}")
+
+
+@user_errors
+def register_model(c: Context, source: str, name: str = "", output: str = "text", **values: Any) -> None:
+    """Register a checkpoint (folder, job output or runs:/ URI) as a model version."""
+    _check_output(output)
+    plugins = load_plugins()
+    settings = _settings(plugins, values, c)
+    platform = _platform(plugins, settings)
+    model_name = name or settings.get("register_checkpoint")
+    if not model_name:
+        raise UserError("give the model a name with --name")
+    model = plugins.hook.robotrain_register_model(
+        platform=platform, source=source, name=model_name, settings=settings
+    )
+    if model is None:
+        raise _no_result("register-model", platform)
+    if output == "json":
+        _print_json(vars(model))
+    else:
+        state = "registered" if model.created else "already registered, no new version"
+        print(f"model {model.name} version {model.version} ({state})  {model.uri}")
+
+
+def _job_platform(plugins: Plugins, settings: Settings, job_id: str) -> str:
+    if not settings.given_on_command_line("platform"):
+        recorded = find_platform(settings.state_dir, job_id)
+        if recorded:
+            settings = plugins.settings({"platform": recorded})
+    return _platform(plugins, settings)
+
+
+@user_errors
+def status(c: Context, job_id: str, output: str = "text", **values: Any) -> None:
+    """Show a job's state."""
+    _check_output(output)
+    plugins = load_plugins()
+    settings = _settings(plugins, values, c)
+    platform = _job_platform(plugins, settings, job_id)
+    result = plugins.hook.robotrain_status(platform=platform, job_id=job_id, settings=settings)
+    if result is None:
+        raise _no_result("status", platform)
+    if output == "json":
+        _print_json(vars(result))
+    else:
+        print(f"{result.platform} job {result.job_id}: {result.state}")
+
+
+@user_errors
+def logs(c: Context, job_id: str, follow: bool = False, **values: Any) -> None:
+    """Print a job's logs (with --follow, until it ends)."""
+    plugins = load_plugins()
+    settings = _settings(plugins, values, c)
+    platform = _job_platform(plugins, settings, job_id)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    handled = plugins.hook.robotrain_logs(
+        platform=platform, job_id=job_id, follow=follow, write=write, settings=settings
+    )
+    if handled is None:
+        raise _no_result("logs", platform)
+
+
+@user_errors
+def cancel(c: Context, job_id: str, **values: Any) -> None:
+    """Cancel a job."""
+    plugins = load_plugins()
+    settings = _settings(plugins, values, c)
+    platform = _job_platform(plugins, settings, job_id)
+    result = plugins.hook.robotrain_cancel(platform=platform, job_id=job_id, settings=settings)
+    if result is None:
+        raise _no_result("cancel", platform)
+    print(f"{result.platform} job {result.job_id}: {result.state}")
+
+
+@user_errors
+def plugins(c: Context, output: str = "text") -> None:
+    """List installed plugins: name, distribution, version, what each provides."""
+    _check_output(output)
+    infos = list(load_plugins().infos.values())
+    if output == "json":
+        _print_json([info.to_dict() for info in infos])
+        return
+    rows = [(i.name, i.distribution, i.version, i.provides()) for i in infos]
+    widths = [max(len(row[col]) for row in rows) for col in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3])
+
+
+@user_errors
+def config(c: Context, output: str = "text", **values: Any) -> None:
+    """Show every setting, its value and where it came from (sensitive values masked)."""
+    _check_output(output)
+    plugins = load_plugins()
+    settings = _settings(plugins, values, c)
+    rows = [(r.option.name.replace("_", "-"), r.shown, r.source) for r in settings.resolve_all()]
+    unknown = settings.unknown_config_keys()
+    if output == "json":
+        _print_json({
+            "config_file": str(settings.config.path) if settings.config.path else None,
+            "settings": [{"name": n, "value": v, "source": s} for n, v, s in rows],
+            "unknown_config_keys": unknown,
+        })  # fmt: skip
+        return
+    print(f"config file: {settings.config.path or 'none'}")
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        shown = "" if value is None else value
+        print(f"  {name.ljust(width)}  {str(shown)!s:<40}  ({source})")
+    for key in unknown:
+        print(f"  {key}: in the config file but no installed plugin defines it")
+
+
+def build_namespace() -> Collection:
+    """The task namespace, with each plugin's options attached to the commands they serve."""
+    try:
+        registry = load_plugins().options
+    except UserError as error:
+        print(f"robotrain: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    output_help = {"output": "text or json"}
+    job_help = {"job_id": "the id train printed"}
+    tasks = [
+        (train, "train", (), {"dry_run": "print the platform's job spec and submit nothing", **output_help}),
+        (stage_dataset, "stage-dataset", ("source",), {"source": "local folder", "name": "dataset name (default: the folder's)", **output_help}),
+        (register_model, "register-model", ("source",), {"source": "folder, job output or runs:/ URI", "name": "model name", **output_help}),
+        (status, "status", ("job_id",), {**job_help, **output_help}),
+        (logs, "logs", ("job_id",), {**job_help, "follow": "keep printing until the job ends"}),
+        (cancel, "cancel", ("job_id",), job_help),
+    ]  # fmt: skip
+    namespace = Collection()
+    for body, name, positional, help in tasks:
+        namespace.add_task(
+            PluginOptionsTask(body, registry.for_command(name), name=name, positional=positional, help=help)
+        )
+    namespace.add_task(Task(plugins, name="plugins", help=output_help))
+    namespace.add_task(PluginOptionsTask(config, list(registry), name="config", help=output_help))
+    return namespace
+
+
+def main() -> None:
+    """The ``robotrain`` console script: the same namespace as ``invoke``."""
+    Program(namespace=build_namespace(), name="robotrain", binary="robotrain", version=__version__).run()

@@ -1,0 +1,35 @@
+"""Which platform each submitted job went to, so status/logs/cancel need no --platform."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from robotrain.job import Submission
+
+FILE = "submissions.jsonl"
+
+
+def record_submission(state_dir: Path, submission: Submission) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    line = {"job_id": submission.job_id, "platform": submission.platform, "url": submission.url,
+            "time": time.time()}  # fmt: skip
+    with (state_dir / FILE).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
+def find_platform(state_dir: Path, job_id: str) -> str | None:
+    """The platform of the newest recorded submission with this id."""
+    path = state_dir / FILE
+    if not path.exists():
+        return None
+    found = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("job_id") == job_id:
+            found = entry.get("platform")
+    return found

@@ -1,0 +1,184 @@
+"""The platform-neutral job description that workloads build and platforms run."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+class CheckpointMode(str, enum.Enum):
+    """How training starts from a checkpoint."""
+
+    FROM_SCRATCH = "from-scratch"
+    """Random weights; no checkpoint is read."""
+    WARM_START = "warm-start"
+    """Load the weights; fresh optimizer and counters."""
+    RESUME = "resume"
+    """Load weights, optimizer state and counters; continue where it stopped."""
+    FRESH = "fresh"
+    """Take only the architecture from the checkpoint; reinitialise every parameter."""
+
+    @property
+    def needs_checkpoint(self) -> bool:
+        return self is not CheckpointMode.FROM_SCRATCH
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where training starts from and under which name its result is registered."""
+
+    uri: str | None = None
+    mode: CheckpointMode = CheckpointMode.FROM_SCRATCH
+    register_as: str | None = None
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """An environment variable whose value a platform fills from its own secret store.
+
+    Only the reference travels: ``SecretRef("HF_TOKEN", "hf", "token")`` means
+    "set HF_TOKEN from key ``token`` of the platform secret ``hf``".
+    """
+
+    env: str
+    secret: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one task of the job asks for; ``None`` leaves the platform's default."""
+
+    gpu: int | None = None
+    cpu: int | None = None
+    memory: str | None = None
+    storage: str | None = None
+
+
+@dataclass(frozen=True)
+class Image:
+    """The container image, with a stable name and version for platforms that register environments."""
+
+    uri: str
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A packed code folder: a deterministic ``.tar.gz`` named by its content hash."""
+
+    archive: Path
+    sha256: str
+    size: int
+    files: tuple[str, ...]
+    """Archive member names, sorted."""
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:12]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One training job, described once and run by any platform.
+
+    ``command`` runs from the root of the unpacked payload (``training/`` holds
+    the training folder, ``common/`` the shared one when present). ``inputs``
+    and ``outputs`` map names to URIs or local paths the platform mounts.
+    """
+
+    workload: str
+    name: str
+    image: Image
+    command: tuple[str, ...]
+    experiment: str
+    environment: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[SecretRef, ...] = ()
+    resources: Resources = Resources()
+    payload: Payload | None = None
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    checkpoint: Checkpoint = Checkpoint()
+    timeout_seconds: int | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def evolve(self, **changes: Any) -> JobSpec:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (secret references only, never values)."""
+        return {
+            "workload": self.workload,
+            "name": self.name,
+            "image": {"uri": self.image.uri, "name": self.image.name, "version": self.image.version},
+            "command": list(self.command),
+            "experiment": self.experiment,
+            "environment": dict(self.environment),
+            "secrets": [{"env": s.env, "secret": s.secret, "key": s.key} for s in self.secrets],
+            "resources": {k: v for k, v in vars(self.resources).items() if v is not None},
+            "payload": None
+            if self.payload is None
+            else {"sha256": self.payload.sha256, "size": self.payload.size},
+            "inputs": dict(self.inputs),
+            "outputs": dict(self.outputs),
+            "checkpoint": {
+                "uri": self.checkpoint.uri,
+                "mode": self.checkpoint.mode.value,
+                "register_as": self.checkpoint.register_as,
+            },
+            "timeout_seconds": self.timeout_seconds,
+            "tags": dict(self.tags),
+        }
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a platform reports after accepting a job."""
+
+    platform: str
+    job_id: str
+    url: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job's state as the platform reports it (``running``, ``completed``, ``failed``, …)."""
+
+    platform: str
+    job_id: str
+    state: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in {"completed", "failed", "canceled"}
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A staged dataset: a name and version the platform can mount."""
+
+    platform: str
+    name: str
+    version: str
+    uri: str
+    uploaded: bool
+    """False when the same content was already staged and nothing was sent."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version."""
+
+    platform: str
+    name: str
+    version: str
+    uri: str
+    created: bool
+    """False when the same content was already registered."""

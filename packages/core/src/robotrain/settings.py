@@ -1,0 +1,207 @@
+"""Settings resolution: command line > environment > project config > Terraform > default."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robotrain.errors import UserError
+from robotrain.options import Option, OptionRegistry, TerraformOutputs
+from robotrain.terraform import load_outputs
+
+CLI = "command line"
+DEFAULT = "default"
+MASK = "********"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One setting's value and where it came from."""
+
+    option: Option
+    value: Any
+    source: str
+    sensitive: bool
+
+    @property
+    def shown(self) -> Any:
+        return MASK if self.sensitive and self.value not in (None, "") else self.value
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """The ``[tool.robotrain]`` table of pyproject.toml, or robotrain.toml, with one profile applied."""
+
+    root: Path
+    path: Path | None
+    values: Mapping[str, Any]
+    profile: str | None
+
+    @property
+    def label(self) -> str:
+        if self.path is None:
+            return "config"
+        name = self.path.name + (f" [profile {self.profile}]" if self.profile else "")
+        return name
+
+    @classmethod
+    def find(cls, start: Path, profile: str | None) -> ProjectConfig:
+        """Walk up from ``start`` to the first robotrain.toml or pyproject.toml with ``[tool.robotrain]``."""
+        for folder in (start, *start.parents):
+            table = _config_table(folder)
+            if table is not None:
+                path, data = table
+                return cls(folder, path, _apply_profile(data, profile, path), profile)
+        if profile:
+            raise UserError(f"profile {profile!r} given but no robotrain.toml or [tool.robotrain] found")
+        return cls(start, None, {}, None)
+
+
+def _config_table(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    own = folder / "robotrain.toml"
+    if own.is_file():
+        return own, _load_toml(own)
+    pyproject = folder / "pyproject.toml"
+    if pyproject.is_file():
+        table = _load_toml(pyproject).get("tool", {}).get("robotrain")
+        if isinstance(table, dict):
+            return pyproject, table
+    return None
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: invalid TOML ({error})") from None
+
+
+def _normalise(table: Mapping[str, Any]) -> dict[str, Any]:
+    return {key.replace("-", "_"): value for key, value in table.items()}
+
+
+def _apply_profile(data: dict[str, Any], profile: str | None, path: Path) -> dict[str, Any]:
+    profiles = data.get("profiles", {})
+    values = _normalise({k: v for k, v in data.items() if k != "profiles"})
+    chosen = profile or values.pop("profile", None)
+    values.pop("profile", None)
+    if chosen is None:
+        return values
+    if chosen not in profiles:
+        known = ", ".join(sorted(profiles)) or "none defined"
+        raise UserError(f"profile {chosen!r} is not in {path} (profiles: {known})")
+    return values | _normalise(profiles[chosen])
+
+
+class Settings:
+    """Resolved settings for one command, looked up lazily by option name.
+
+    ``settings["num_envs"]`` gives the value; ``settings.resolve("num_envs")``
+    also says where it came from. Terraform is read only when a setting falls
+    through to it.
+    """
+
+    def __init__(
+        self,
+        options: OptionRegistry,
+        cli: Mapping[str, Any],
+        config: ProjectConfig,
+        environ: Mapping[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.options = options
+        self.config = config
+        self.extra_args = extra_args
+        """Arguments given after ``--``, for the platform's own submit command."""
+        self._cli = {k: v for k, v in cli.items() if v is not None and v != []}
+        self._environ = os.environ if environ is None else environ
+        self._cache: dict[str, Resolved] = {}
+        self._terraform: TerraformOutputs | None = None
+
+    @property
+    def project_root(self) -> Path:
+        return self.config.root
+
+    @property
+    def state_dir(self) -> Path:
+        """The project's ``.robotrain/`` folder, where local state and runs live."""
+        return self.project_root / ".robotrain"
+
+    def given_on_command_line(self, name: str) -> bool:
+        return name in self._cli
+
+    def __getitem__(self, name: str) -> Any:
+        return self.resolve(name).value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The value, or ``default`` when no installed plugin defines the option or it is unset."""
+        if name not in self.options:
+            return default
+        value = self[name]
+        return default if value is None else value
+
+    def resolve(self, name: str) -> Resolved:
+        if name not in self._cache:
+            self._cache[name] = self._resolve(self.options[name])
+        return self._cache[name]
+
+    def resolve_all(self) -> list[Resolved]:
+        return [self.resolve(option.name) for option in self.options]
+
+    def unknown_config_keys(self) -> list[str]:
+        return sorted(key for key in self.config.values if key not in self.options and key != "profile")
+
+    def _resolve(self, option: Option) -> Resolved:
+        if option.name in self._cli:
+            return self._found(option, self._cli[option.name], CLI)
+        if option.env and self._environ.get(option.env, "") != "":
+            return self._found(option, self._environ[option.env], f"env {option.env}")
+        if option.name in self.config.values:
+            return self._found(option, self.config.values[option.name], self.config.label)
+        if option.terraform is not None:
+            found = self._from_terraform(option)
+            if found is not None:
+                return found
+        if option.fallback is not None:
+            label, lookup = option.fallback
+            value = lookup()
+            if value is not None:
+                return self._found(option, value, label)
+        return Resolved(option, option.default, DEFAULT, option.sensitive)
+
+    def _found(self, option: Option, raw: Any, source: str, sensitive: bool = False) -> Resolved:
+        return Resolved(option, option.convert(raw, source), source, option.sensitive or sensitive)
+
+    def _from_terraform(self, option: Option) -> Resolved | None:
+        outputs = self.terraform_outputs()
+        lookup = option.terraform
+        if isinstance(lookup, str):
+            value, sensitive = outputs.get(lookup), outputs.is_sensitive(lookup)
+        else:
+            assert lookup is not None
+            value, sensitive = lookup(outputs), False
+        if value is None:
+            return None
+        return self._found(option, value, "terraform", sensitive)
+
+    def terraform_outputs(self) -> TerraformOutputs:
+        if self._terraform is None:
+            directory = self.get("terraform_dir")
+            saved = self.get("terraform_outputs")
+            self._terraform = load_outputs(
+                self._path(directory) if directory else None, self._path(saved) if saved else None
+            )
+        return self._terraform
+
+    def path(self, name: str) -> Path | None:
+        """A path setting, relative to the project root."""
+        value = self.get(name)
+        return None if value is None else self._path(value)
+
+    def _path(self, value: str) -> Path:
+        return (self.project_root / Path(value).expanduser()).resolve()

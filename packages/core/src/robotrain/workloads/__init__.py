@@ -1,0 +1,51 @@
+"""Helpers every workload uses: the code payload, the Azure context, model names."""
+
+from __future__ import annotations
+
+import re
+
+from robotrain.job import Payload
+from robotrain.payload import code_sources, pack
+from robotrain.settings import Settings
+
+AZURE_CONTEXT = {
+    "subscription_id": "AZURE_SUBSCRIPTION_ID",
+    "resource_group": "AZURE_RESOURCE_GROUP",
+    "workspace_name": "AZUREML_WORKSPACE_NAME",
+}
+
+
+def pack_training_code(settings: Settings) -> Payload:
+    """Pack the training folder (and ``common`` beside it) into ``.robotrain/payloads/``."""
+    training_dir = settings.path("training_dir")
+    assert training_dir is not None
+    return pack(code_sources(training_dir), settings.state_dir / "payloads")
+
+
+def azure_environment(settings: Settings) -> dict[str, str]:
+    """The Azure context the training code reads (only the values that are set)."""
+    environment = {
+        variable: str(settings[name])
+        for name, variable in AZURE_CONTEXT.items()
+        if settings.get(name) and not settings.resolve(name).sensitive
+    }
+    if environment:
+        environment |= {
+            "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com",
+            "MLFLOW_TRACKING_TOKEN_REFRESH_RETRIES": "3",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+        }
+    return environment
+
+
+def model_name(text: str) -> str:
+    """``Isaac-Velocity-Rough-Anymal-C-v0`` → ``isaac-velocity-rough-anymal-c-v0``."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower())
+    return re.sub(r"-{2,}", "-", name).strip("-")
+
+
+def registered_name(settings: Settings, derived_from: str) -> str | None:
+    """The model name to register under: given, derived, or None when skipped."""
+    if settings["skip_register_checkpoint"]:
+        return None
+    return settings.get("register_checkpoint") or model_name(derived_from) or None

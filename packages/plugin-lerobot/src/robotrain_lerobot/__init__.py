@@ -1,0 +1,1 @@
+"""LeRobot behavioral-cloning workload for robotrain."""

@@ -1,0 +1,1 @@
+"""NVIDIA OSMO platform for robotrain."""
