@@ -11,7 +11,12 @@ from inspect import Signature
 from pathlib import Path
 from typing import Any
 
-from invoke import Argument, Collection, Context, Exit, Program, Task
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.parser.argument import Argument
+from invoke.program import Program
+from invoke.tasks import Task
 
 from robotrain import __version__
 from robotrain.errors import UserError
@@ -23,7 +28,7 @@ from robotrain.settings import Settings
 OUTPUTS = ("text", "json")
 
 
-class PluginOptionsTask(Task):  # type: ignore[misc]
+class PluginOptionsTask(Task[Callable[..., Any]]):
     """An invoke task whose flags also include the options plugins contributed."""
 
     def __init__(self, body: Callable[..., Any], options: list[Option], **kwargs: Any) -> None:
@@ -78,14 +83,12 @@ def user_errors(body: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def _settings(
-    plugins: Plugins, values: dict[str, Any], context: Context | None = None
-) -> Settings:
+def _settings(plugins: Plugins, values: dict[str, Any], context: Context | None = None) -> Settings:
     for option in plugins.options:
+        if option.kind is bool and not values.get(option.name):
+            values[option.name] = None  # an absent flag says nothing; lower sources decide
         if option.negation and values.pop(option.negation, None):
             values[option.name] = False
-        if option.kind is bool and values.get(option.name) is False:
-            values[option.name] = None
     remainder = getattr(context, "remainder", "") if context is not None else ""
     return plugins.settings(values, extra_args=tuple(shlex.split(remainder)))
 
@@ -136,7 +139,10 @@ def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any
     if output == "json":
         _print_json(vars(submission))
     else:
-        print(f"{submission.platform} job {submission.job_id}" + (f"  {submission.url}" if submission.url else ""))
+        print(
+            f"{submission.platform} job {submission.job_id}"
+            + (f"  {submission.url}" if submission.url else "")
+        )
 
 
 @user_errors
@@ -272,7 +278,7 @@ def config(c: Context, output: str = "text", **values: Any) -> None:
         shown = "" if value is None else value
         print(f"  {name.ljust(width)}  {str(shown)!s:<40}  ({source})")
     for key in unknown:
-        print(f"  {key}: in the config file but no installed plugin defines it")
+        print(f"  {key.replace('_', '-')}: in the config file but no installed plugin defines it")
 
 
 def build_namespace() -> Collection:
@@ -286,8 +292,10 @@ def build_namespace() -> Collection:
     job_help = {"job_id": "the id train printed"}
     tasks = [
         (train, "train", (), {"dry_run": "print the platform's job spec and submit nothing", **output_help}),
-        (stage_dataset, "stage-dataset", ("source",), {"source": "local folder", "name": "dataset name (default: the folder's)", **output_help}),
-        (register_model, "register-model", ("source",), {"source": "folder, job output or runs:/ URI", "name": "model name", **output_help}),
+        (stage_dataset, "stage-dataset", ("source",),
+         {"source": "local folder", "name": "dataset name (default: the folder's)", **output_help}),
+        (register_model, "register-model", ("source",),
+         {"source": "folder, job output or runs:/ URI", "name": "model name", **output_help}),
         (status, "status", ("job_id",), {**job_help, **output_help}),
         (logs, "logs", ("job_id",), {**job_help, "follow": "keep printing until the job ends"}),
         (cancel, "cancel", ("job_id",), job_help),

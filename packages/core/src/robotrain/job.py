@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 
-class CheckpointMode(str, enum.Enum):
+class CheckpointMode(enum.StrEnum):
     """How training starts from a checkpoint."""
 
     FROM_SCRATCH = "from-scratch"

@@ -47,7 +47,9 @@ def iter_files(folder: Path) -> Iterator[tuple[str, Path]]:
     for directory, dirnames, filenames in os.walk(folder, followlinks=False):
         relative_dir = Path(directory).relative_to(folder)
         dirnames[:] = sorted(
-            d for d in dirnames if not spec.match_file(f"{(relative_dir / d).as_posix()}/")  # type: ignore[attr-defined]
+            d
+            for d in dirnames
+            if not spec.match_file(f"{(relative_dir / d).as_posix()}/")  # type: ignore[attr-defined]
         )
         for name in sorted(filenames):
             relative = (relative_dir / name).as_posix()
@@ -82,17 +84,19 @@ def pack(sources: dict[str, Path], out_dir: Path) -> Payload:
 
 def _archive_bytes(members: list[tuple[str, Path]]) -> bytes:
     buffer = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as zipped:
-        with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for name, path in members:
-                content = path.read_bytes()
-                info = tarfile.TarInfo(name)
-                info.size = len(content)
-                info.mtime = FIXED_MTIME
-                info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                tar.addfile(info, io.BytesIO(content))
+    with (
+        gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name, path in members:
+            content = path.read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mtime = FIXED_MTIME
+            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(content))
     return buffer.getvalue()
 
 

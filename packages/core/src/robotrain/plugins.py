@@ -154,4 +154,4 @@ def load_plugins() -> Plugins:
     return plugins
 
 
-__all__ = ["CLI", "Plugins", "PluginInfo", "load_plugins"]
+__all__ = ["CLI", "PluginInfo", "Plugins", "load_plugins"]

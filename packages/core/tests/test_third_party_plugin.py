@@ -1,0 +1,119 @@
+"""A separately installed plugin is discovered; a broken one is skipped with one warning line."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from robotrain.testing import make_project
+
+REPO = Path(__file__).resolve().parents[3]
+CORE = REPO / "packages" / "core"
+
+DOCS = REPO / "docs" / "plugins.md"
+
+
+def documented_plugin(root: Path) -> Path:
+    """The complete platform plugin of docs/plugins.md, written out as a package."""
+    guide = DOCS.read_text().split("## A complete minimal platform plugin", 1)[1]
+    pyproject = re.search(r"```toml\n(.*?)```", guide, re.S)
+    module = re.search(r"```python\n(.*?)```", guide, re.S)
+    assert pyproject and module, "docs/plugins.md lost its example"
+    package = root / "robotrain-slurm"
+    (package / "robotrain_slurm").mkdir(parents=True)
+    (package / "pyproject.toml").write_text(pyproject.group(1))
+    (package / "robotrain_slurm" / "__init__.py").write_text(module.group(1))
+    return package
+
+
+def write_package(root: Path, dist: str, module: str, source: str) -> Path:
+    package = root / dist
+    (package / module).mkdir(parents=True)
+    (package / module / "__init__.py").write_text(textwrap.dedent(source))
+    (package / "pyproject.toml").write_text(textwrap.dedent(f'''
+        [build-system]
+        requires = ["hatchling"]
+        build-backend = "hatchling.build"
+
+        [project]
+        name = "{dist}"
+        version = "1.2.3"
+        dependencies = ["robotrain-core>=0.1"]
+
+        [project.entry-points.robotrain]
+        {dist.removeprefix("robotrain-")} = "{module}"
+    '''))  # fmt: skip
+    return package
+
+
+class Venv:
+    """A virtual environment holding robotrain-core and whatever a test adds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.uv = shutil.which("uv")
+        if self.uv:
+            self._run([self.uv, "venv", "--quiet", "--python", sys.executable, str(path)])
+        else:
+            self._run([sys.executable, "-m", "venv", str(path)])
+        self.install(CORE)
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+    def install(self, *packages: Path) -> None:
+        targets = [arg for package in packages for arg in ("-e", str(package))]
+        if self.uv:
+            self._run([self.uv, "pip", "install", "--quiet", "--python", str(self.python), *targets])
+        else:
+            self._run([str(self.python), "-m", "pip", "install", "--quiet", *targets])
+
+    def invoke(self, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        command = [str(self.path / "bin" / "invoke"), "--search-root", str(REPO), *args]
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+
+    @staticmethod
+    def _run(command: list[str]) -> None:
+        subprocess.run(command, check=True, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_third_party_plugins_in_a_core_only_venv(tmp_path: Path) -> None:
+    venv = Venv(tmp_path / "venv")
+    project = make_project(tmp_path / "project")
+
+    assert "--partition" not in venv.invoke("train", "--help", cwd=project).stdout
+
+    slurm = documented_plugin(tmp_path)
+    broken = write_package(tmp_path, "robotrain-broken", "robotrain_broken", "import no_such_module_xyz\n")
+    venv.install(slurm, broken)
+
+    listing = venv.invoke("plugins", cwd=project)
+    assert listing.returncode == 0, listing.stderr
+    rows = {line.split()[0]: line.split() for line in listing.stdout.splitlines()}
+    assert rows["slurm"][1:5] == ["robotrain-slurm", "0.1.0", "platform", "slurm,"]
+    assert {"robotrain", "isaaclab", "local"} <= rows.keys()
+    assert "broken" not in rows
+    warnings = [line for line in listing.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1, listing.stderr
+    assert "'broken'" in warnings[0] and "robotrain-broken" in warnings[0]
+    assert "no_such_module_xyz" in warnings[0]
+
+    assert "--partition" in venv.invoke("train", "--help", cwd=project).stdout
+
+    dry_run = venv.invoke("train", "--platform", "slurm", "--partition", "a100", "--dry-run", cwd=project)
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert dry_run.stdout.startswith("#!/bin/bash\n#SBATCH --job-name=isaaclab-training\n")
+    assert "#SBATCH --partition=a100" in dry_run.stdout
+    assert "exec bash training/scripts/train.sh --mode train" in dry_run.stdout
+
+    local = venv.invoke("train", "--platform", "local", "--partition", "x", "--dry-run", cwd=project)
+    assert local.returncode == 2
+    assert "--partition belongs to plugin 'slurm'" in local.stderr
