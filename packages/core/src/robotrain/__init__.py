@@ -33,7 +33,23 @@ except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0"
 
 __all__ = [
-    "Checkpoint", "CheckpointMode", "DatasetRef", "Image", "JobSpec", "JobStatus", "ModelRef",
-    "Option", "OptionRegistry", "Payload", "Platform", "Resources", "SecretRef", "Settings",
-    "Submission", "UserError", "Workload", "hookimpl", "__version__",
+    "Checkpoint",
+    "CheckpointMode",
+    "DatasetRef",
+    "Image",
+    "JobSpec",
+    "JobStatus",
+    "ModelRef",
+    "Option",
+    "OptionRegistry",
+    "Payload",
+    "Platform",
+    "Resources",
+    "SecretRef",
+    "Settings",
+    "Submission",
+    "UserError",
+    "Workload",
+    "__version__",
+    "hookimpl",
 ]  # fmt: skip

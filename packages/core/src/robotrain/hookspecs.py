@@ -67,9 +67,7 @@ def robotrain_submit(platform: str, job: JobSpec, settings: Settings) -> Submiss
 
 
 @hookspec(firstresult=True)
-def robotrain_stage_dataset(
-    platform: str, source: Path, name: str, settings: Settings
-) -> DatasetRef | None:
+def robotrain_stage_dataset(platform: str, source: Path, name: str, settings: Settings) -> DatasetRef | None:
     """Make a local folder a named, versioned dataset on the platform.
 
     Unchanged content must not be uploaded again: return the existing version
@@ -78,9 +76,7 @@ def robotrain_stage_dataset(
 
 
 @hookspec(firstresult=True)
-def robotrain_register_model(
-    platform: str, source: str, name: str, settings: Settings
-) -> ModelRef | None:
+def robotrain_register_model(platform: str, source: str, name: str, settings: Settings) -> ModelRef | None:
     """Register a checkpoint (local folder, job output or ``runs:/`` URI) as a model version.
 
     The same content registered twice must not create a second version.

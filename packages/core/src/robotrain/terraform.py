@@ -85,9 +85,7 @@ def parse_tfvars(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read {path}: {error}") from None
-    options = hcl2.SerializationOptions(
-        strip_string_quotes=True, with_comments=False, explicit_blocks=False
-    )
+    options = hcl2.SerializationOptions(strip_string_quotes=True, with_comments=False, explicit_blocks=False)
     try:
         parsed: dict[str, Any] = hcl2.loads(text, serialization_options=options)
     except UnexpectedInput as error:
