@@ -1,0 +1,73 @@
+"""Shared test helpers: the stand-in's records, incompressible files, spec inspection."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from osmo_spec_rules import spec_problems, template_problems
+
+from robotrain.testing import run_cli
+
+ENV_LIMIT = 128 * 1024
+
+
+def add_random_file(project: Path, size: int, name: str = "weights.bin") -> Path:
+    """An incompressible file in the training folder, so the archive is about ``size`` bytes."""
+    path = project / "src" / "training" / name
+    path.write_bytes(random.Random(size).randbytes(size))
+    return path
+
+
+def task_of(spec: dict[str, Any]) -> dict[str, Any]:
+    tasks = spec["workflow"]["tasks"]
+    assert len(tasks) == 1
+    return tasks[0]  # type: ignore[no-any-return]
+
+
+def assert_obeys_osmo_rules(spec: dict[str, Any], text: str) -> None:
+    """Every rule of osmo.md, plus: no template syntax in files, no env value over 128 KiB."""
+    assert spec_problems(spec) == []
+    assert template_problems(text) == []
+    task = task_of(spec)
+    for entry in task.get("files", []):
+        assert "{{" not in entry["contents"]
+        assert "{%" not in entry["contents"] and "{#" not in entry["contents"]
+    for name, value in task.get("environment", {}).items():
+        assert len(f"{name}={value}".encode()) <= ENV_LIMIT
+
+
+@dataclass
+class FakeOsmo:
+    """The stand-in CLI: its environment, and what it recorded."""
+
+    state: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def calls(self) -> list[dict[str, Any]]:
+        path = self.state / "calls.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def argvs(self) -> list[list[str]]:
+        return [call["argv"] for call in self.calls()]
+
+    def submits(self) -> list[dict[str, Any]]:
+        return [c for c in self.calls() if c["argv"][:2] == ["workflow", "submit"] and c["exit"] == 0]
+
+    def submitted_spec(self) -> dict[str, Any]:
+        """The spec file of the last accepted submission, as the stand-in read it."""
+        submits = self.submits()
+        assert submits, f"nothing was submitted; calls: {self.argvs()}"
+        return yaml.safe_load(submits[-1]["spec_text"])  # type: ignore[no-any-return]
+
+    def run(self, args: Sequence[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+        """``robotrain ARGS`` with the stand-in first on PATH."""
+        return run_cli(args, cwd=cwd, env=self.env | env)

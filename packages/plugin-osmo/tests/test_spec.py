@@ -1,0 +1,210 @@
+"""The generated OSMO spec: every rule of osmo.md, for isaaclab (inline, dataset) and lerobot."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+from osmo_helpers import FakeOsmo, add_random_file, assert_obeys_osmo_rules, task_of
+
+from robotrain import Image, JobSpec, Resources, SecretRef
+from robotrain.payload import pack
+from robotrain.plugins import load_plugins
+from robotrain.testing import assert_one_line_error
+from robotrain_osmo.spec import ARCHIVE_PATH, ENTRY_SCRIPT
+from robotrain_osmo.submit import render
+
+DRY_RUN = ["train", "--platform", "osmo", "--dry-run"]
+
+
+def dry_run(osmo: FakeOsmo, project: Path, *args: str) -> tuple[dict[str, object], str]:
+    result = osmo.run([*DRY_RUN, *args], cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert osmo.calls() == [], "a dry run must not call osmo"
+    return yaml.safe_load(result.stdout), result.stdout
+
+
+def test_isaaclab_inline_spec_obeys_every_rule(osmo: FakeOsmo, project: Path) -> None:
+    spec, text = dry_run(osmo, project)
+    assert_obeys_osmo_rules(spec, text)
+    workflow = spec["workflow"]
+    assert workflow["name"] == "isaaclab-training"
+    assert workflow["timeout"] == {"exec_timeout": "23h"}
+    assert workflow["resources"] == {"default": {"gpu": 1, "cpu": 30, "memory": "400Gi", "storage": "200Gi"}}
+    task = task_of(spec)
+    assert task["image"] == "nvcr.io/nvidia/isaac-lab:2.3.2"
+    assert task["command"] == ["bash", ENTRY_SCRIPT]
+    assert task["args"][:2] == ["bash", "training/scripts/train.sh"]
+    assert task["environment"]["ACCEPT_EULA"] == "Y"
+    archive = next(f for f in task["files"] if f["path"] == ARCHIVE_PATH)
+    assert archive["base64"] is True
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive["contents"])), mode="r:gz") as tar:
+        members = tar.getnames()
+    assert "training/scripts/train.sh" in members
+    assert not any(len(v) > 1000 for v in task["environment"].values()), "the archive is never in env"
+
+
+def test_isaaclab_dataset_spec_obeys_every_rule(osmo: FakeOsmo, project: Path) -> None:
+    result = osmo.run([*DRY_RUN, "--payload", "dataset", "--dataset-name", "my-code"], cwd=project)
+    assert result.returncode == 0, result.stderr
+    spec, text = yaml.safe_load(result.stdout), result.stdout
+    assert osmo.calls() == []
+    assert_obeys_osmo_rules(spec, text)
+    task = task_of(spec)
+    assert task["inputs"] == [{"dataset": {"name": "training/my-code"}}]
+    assert task["environment"]["ROBOTRAIN_CODE_INPUT"] == "{{input:0}}"
+    assert [f["path"] for f in task["files"]] == [ENTRY_SCRIPT]
+    assert "staged as training/my-code" in result.stderr
+
+
+def test_dataset_spec_with_storage_url_is_content_addressed(osmo: FakeOsmo, project: Path) -> None:
+    spec, text = dry_run(osmo, project, "--payload", "dataset", "--dataset-url", "s3://bucket/robotrain/")
+    assert_obeys_osmo_rules(spec, text)
+    (item,) = task_of(spec)["inputs"]
+    assert item["url"].startswith("s3://bucket/robotrain/training-code/")
+    assert len(item["url"].rsplit("/", 1)[1]) == 12
+
+
+@pytest.mark.parametrize("script", ["inline", "dataset"])
+def test_entry_scripts_are_valid_bash(osmo: FakeOsmo, project: Path, tmp_path: Path, script: str) -> None:
+    spec, _ = dry_run(osmo, project, "--payload", script)
+    entry = next(f for f in task_of(spec)["files"] if f["path"] == ENTRY_SCRIPT)
+    path = tmp_path / "entry.sh"
+    path.write_text(entry["contents"])
+    checked = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    assert entry["contents"].rstrip().endswith('exec "$@"')
+
+
+def test_overrides_reach_the_spec(osmo: FakeOsmo, project: Path) -> None:
+    args = ["--gpu", "2", "--cpu", "16", "--memory", "64Gi", "--storage", "1.5Ti", "--timeout", "90m"]
+    spec, text = dry_run(osmo, project, *args)
+    assert_obeys_osmo_rules(spec, text)
+    assert spec["workflow"]["resources"]["default"] == {
+        "gpu": 2,
+        "cpu": 16,
+        "memory": "64Gi",
+        "storage": "1.5Ti",
+    }
+    assert spec["workflow"]["timeout"]["exec_timeout"] == "90m"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--memory", "10GB"], ["--memory", "10GB"]),
+        (["--storage", "200"], ["--storage"]),
+        (["--timeout", "1.5h"], ["--timeout", "1.5h"]),
+        (["--timeout", "2H"], ["--timeout", "2H"]),
+        (["--timeout", "61d"], ["--timeout", "60d"]),
+        (["--priority", "urgent"], ["--priority", "HIGH, NORMAL, LOW"]),
+        (["--label", "novalue"], ["--label", "KEY=VALUE"]),
+        ([arg for i in range(17) for arg in ("--label", f"k{i}=v")], ["--label", "16"]),
+        (["--job-name", "1-bad-"], ["job name", "--job-name"]),
+        (["--gpu", "-1"], ["--gpu"]),
+        (["--payload", "zip"], ["--payload", "inline, dataset"]),
+        (["--dataset-url", "ftp://host/x"], ["--dataset-url"]),
+        (["--task", "{{ evil }}"], ["template syntax"]),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_sent(
+    osmo: FakeOsmo, project: Path, args: list[str], fragments: list[str]
+) -> None:
+    for command in (DRY_RUN, ["train", "--platform", "osmo"]):
+        result = osmo.run([*command, *args], cwd=project)
+        assert_one_line_error(result, *fragments)
+    assert osmo.calls() == []
+
+
+def test_osmo_options_are_refused_on_other_platforms(osmo: FakeOsmo, project: Path) -> None:
+    result = osmo.run(["train", "--dry-run", "--platform", "local", "--pool", "gpu"], cwd=project)
+    assert_one_line_error(result, "--pool", "osmo")
+
+
+def test_600_kb_archive_goes_inline(osmo: FakeOsmo, project: Path) -> None:
+    add_random_file(project, 600 * 1024)
+    spec, text = dry_run(osmo, project, "--payload", "inline")
+    assert_obeys_osmo_rules(spec, text)
+    archive = next(f for f in task_of(spec)["files"] if f["path"] == ARCHIVE_PATH)
+    assert 600 * 1024 < len(archive["contents"]) < 1024 * 1024
+
+
+def test_2_mb_archive_is_refused_inline_naming_dataset(osmo: FakeOsmo, project: Path) -> None:
+    add_random_file(project, 2 * 1024 * 1024)
+    for command in (DRY_RUN, ["train", "--platform", "osmo"]):
+        assert_one_line_error(osmo.run([*command, "--payload", "inline"], cwd=project), "--payload dataset")
+    assert osmo.calls() == []
+
+
+def test_2_mb_archive_goes_by_dataset_without_the_option(osmo: FakeOsmo, project: Path) -> None:
+    add_random_file(project, 2 * 1024 * 1024)
+    spec, text = dry_run(osmo, project)
+    assert_obeys_osmo_rules(spec, text)
+    assert task_of(spec)["inputs"] == [{"dataset": {"name": "training/training-code"}}]
+
+
+def lerobot_job(tmp_path: Path, with_code: bool) -> JobSpec:
+    """A job shaped like the lerobot workload's (the plugin is not installed in this session)."""
+    code = tmp_path / "code"
+    (code / "scripts").mkdir(parents=True)
+    (code / "scripts" / "train.sh").write_text('lerobot-train "$@"\n')
+    return JobSpec(
+        workload="lerobot",
+        name="lerobot-act-training",
+        image=Image("pytorch/pytorch:2.4.1-cuda12.4-cudnn9-runtime", "lerobot-training-env", "1.0.0"),
+        command=(
+            "lerobot-train",
+            "--dataset.repo_id=lerobot/aloha_sim_insertion_human",
+            "--policy.type=act",
+            "--policy.push_to_hub=false",
+            "--output_dir=/workspace/outputs/train",
+        ),
+        experiment="lerobot-training",
+        environment={"WANDB_PROJECT": "lerobot-training", "HF_HUB_DISABLE_TELEMETRY": "1"},
+        secrets=(SecretRef("HF_TOKEN", "hf_token", "token"), SecretRef("WANDB_API_KEY", "wandb", "api_key")),
+        resources=Resources(gpu=1, cpu=8, memory="48Gi", storage="80Gi"),
+        payload=pack({"training": code}, tmp_path / "payloads") if with_code else None,
+        timeout_seconds=12 * 3600,
+    )
+
+
+@pytest.mark.parametrize("with_code", [False, True])
+def test_lerobot_spec_obeys_every_rule(
+    tmp_path: Path, project: Path, monkeypatch: pytest.MonkeyPatch, with_code: bool
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_plantedSecretValue123")
+    monkeypatch.setenv("WANDB_API_KEY", "wandb-planted-secret-456")
+    settings = load_plugins().settings({"platform": "osmo"}, start=project)
+    text = render(lerobot_job(tmp_path, with_code), settings)
+    spec = yaml.safe_load(text)
+    assert_obeys_osmo_rules(spec, text)
+    assert spec["workflow"]["timeout"] == {"exec_timeout": "12h"}
+    assert spec["workflow"]["resources"]["default"] == {
+        "gpu": 1,
+        "cpu": 8,
+        "memory": "48Gi",
+        "storage": "80Gi",
+    }
+    task = task_of(spec)
+    assert task["credentials"] == {"hf_token": {"HF_TOKEN": "token"}, "wandb": {"WANDB_API_KEY": "api_key"}}
+    assert "hf_plantedSecretValue123" not in text and "wandb-planted-secret-456" not in text
+    if with_code:
+        assert task["command"] == ["bash", ENTRY_SCRIPT]
+        assert "payload_root=/workspace/lerobot_payload" in task["files"][0]["contents"]
+    else:
+        assert task["command"][0] == "lerobot-train" and "files" not in task
+
+
+def test_archive_bytes_round_trip(osmo: FakeOsmo, project: Path) -> None:
+    spec, _ = dry_run(osmo, project)
+    archive = next(f for f in task_of(spec)["files"] if f["path"] == ARCHIVE_PATH)
+    data = base64.b64decode(archive["contents"], validate=True)
+    assert gzip.decompress(data)
+    payloads = list((project / ".robotrain" / "payloads").glob("*.tar.gz"))
+    assert [p.read_bytes() for p in payloads] == [data]
