@@ -1,0 +1,221 @@
+"""MLflow for the local platform: a SQLite store and artifacts under ``.robotrain/``.
+
+MLflow is imported only inside these functions (``robotrain-core[local]``), so
+``--help`` and ``--dry-run`` never load it. Model versions carry a
+``content_sha256`` tag (see ``content_sha256``): registering the same content
+again returns the existing version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from robotrain.errors import UserError
+from robotrain.job import ModelRef
+from robotrain.platforms.local_jobs import jobs_dir
+
+PLATFORM = "local"
+CONTENT_TAG = "content_sha256"
+INSTALL_HINT = "the local platform tracks runs with MLflow: pip install 'robotrain-core[local]'"
+QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MLFLOW_URIS = ("runs:/", "models:/")
+
+
+def tracking_uri(state_dir: Path) -> str:
+    return f"sqlite:///{(state_dir / 'mlflow.db').resolve()}"
+
+
+def artifact_root(state_dir: Path) -> Path:
+    return state_dir.resolve() / "mlartifacts"
+
+
+def job_environment(state_dir: Path, experiment: str) -> dict[str, str]:
+    """What a local job needs to log to the local store under its experiment."""
+    uri = tracking_uri(state_dir)
+    return {
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_REGISTRY_URI": uri,
+        "MLFLOW_EXPERIMENT_NAME": experiment,
+    } | QUIET
+
+
+def require_mlflow() -> None:
+    """Refuse early, without importing it, when MLflow is not installed."""
+    if importlib.util.find_spec("mlflow") is None:
+        raise UserError(INSTALL_HINT)
+
+
+def check_name(name: str, what: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise UserError(
+            f"{what} name {name!r} is not valid; use letters, digits, '.', '_' and '-', "
+            f"starting with a letter or digit"
+        )
+
+
+def _mlflow(state_dir: Path) -> Any:
+    """MLflow, quiet and pointed at the project's store."""
+    for key, value in QUIET.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    try:
+        import mlflow
+    except ImportError:
+        raise UserError(INSTALL_HINT) from None
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri(state_dir))
+    mlflow.set_registry_uri(tracking_uri(state_dir))
+    return mlflow
+
+
+def _first_line(error: Exception) -> str:
+    text = str(getattr(error, "message", None) or error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def ensure_experiment(state_dir: Path, name: str) -> str:
+    """The experiment's id, creating it with its artifacts under ``.robotrain/mlartifacts``."""
+    mlflow = _mlflow(state_dir)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        folder = artifact_root(state_dir) / re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+        return str(client.create_experiment(name, artifact_location=folder.as_uri()))
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return str(experiment.experiment_id)
+
+
+def download(state_dir: Path, uri: str, destination: Path, what: str) -> Path:
+    """Download a ``runs:/`` or ``models:/`` URI from the local store; a UserError when it is not there."""
+    mlflow = _mlflow(state_dir)
+    from mlflow.exceptions import MlflowException
+
+    destination.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
+    except (MlflowException, OSError) as error:
+        raise UserError(
+            f"{what} {uri} is not in the local MLflow store {state_dir / 'mlflow.db'} "
+            f"({_first_line(error)}); check the model name and version or the run id"
+        ) from None
+
+
+def resolve_checkpoint(state_dir: Path, project_root: Path, uri: str, destination: Path) -> Path:
+    """The local folder of a checkpoint URI: downloaded for runs:/ and models:/, else an existing path."""
+    if uri.startswith(MLFLOW_URIS):
+        return download(state_dir, uri, destination, "checkpoint")
+    path = Path(uri.removeprefix("file://")).expanduser()
+    local = path if path.is_absolute() else project_root / path
+    if "://" in uri.removeprefix("file://") or not local.exists():
+        raise UserError(
+            f"checkpoint {uri} not found; on the local platform give runs:/RUN/PATH, "
+            f"models:/NAME/VERSION or an existing folder"
+        )
+    return local.resolve()
+
+
+def files_of(folder: Path) -> list[tuple[str, Path]]:
+    """Every file under ``folder`` (or the file itself) as (relative posix path, path)."""
+    if folder.is_file():
+        return [(folder.name, folder)]
+    return [(p.relative_to(folder).as_posix(), p) for p in folder.rglob("*") if p.is_file()]
+
+
+def content_sha256(files: Iterable[tuple[str, Path]]) -> str:
+    """SHA-256 over each file's relative path, size and bytes, sorted by path.
+
+    The example payload (examples/cartpole/train.py) computes the same digest
+    when it registers its checkpoint, so registering that folder again is a no-op.
+    """
+    digest = hashlib.sha256()
+    for relative, path in sorted(files):
+        data = path.read_bytes()
+        digest.update(f"{relative}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def register_model(state_dir: Path, project_root: Path, source: str, name: str) -> ModelRef:
+    """Register a folder, a local job's checkpoint output or a ``runs:/`` URI as a version of ``name``."""
+    check_name(name, "model")
+    if source.startswith("runs:/"):
+        return _register_run_artifact(state_dir, source, name)
+    folder = _source_folder(state_dir, project_root, source)
+    content = content_sha256(files_of(folder))
+    client = _mlflow(state_dir).MlflowClient()
+    existing = _existing_version(client, name, content)
+    if existing is not None:
+        return _model_ref(name, existing, created=False)
+    stored = artifact_root(state_dir) / "models" / name / content[:16]
+    if not stored.exists():
+        partial = stored.with_name(stored.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(folder, partial)
+        partial.replace(stored)
+    return _model_ref(name, _create_version(client, name, stored.as_uri(), None, content), created=True)
+
+
+def _register_run_artifact(state_dir: Path, source: str, name: str) -> ModelRef:
+    run_id, _, path = source.removeprefix("runs:/").partition("/")
+    with tempfile.TemporaryDirectory(dir=state_dir, prefix="download-") as scratch:
+        local = download(state_dir, source, Path(scratch), "model source")
+        content = content_sha256(files_of(local))
+    client = _mlflow(state_dir).MlflowClient()
+    existing = _existing_version(client, name, content)
+    if existing is not None:
+        return _model_ref(name, existing, created=False)
+    artifact_uri = client.get_run(run_id).info.artifact_uri
+    location = f"{artifact_uri}/{path.strip('/')}" if path.strip("/") else artifact_uri
+    return _model_ref(name, _create_version(client, name, location, run_id, content), created=True)
+
+
+def _source_folder(state_dir: Path, project_root: Path, source: str) -> Path:
+    job_root = jobs_dir(state_dir) / source
+    if source.startswith("local-") and "/" not in source and job_root.is_dir():
+        output = job_root / "outputs" / "checkpoints"
+        if not output.is_dir() or not any(output.iterdir()):
+            raise UserError(f"local job {source} wrote no checkpoint to {output}; register a folder instead")
+        return output
+    path = Path(source).expanduser()
+    folder = path if path.is_absolute() else project_root / path
+    if not folder.is_dir() or not files_of(folder):
+        raise UserError(
+            f"model source {source} is not a folder with files, a local job id or a runs:/RUN/PATH URI; "
+            f"give one of those"
+        )
+    return folder.resolve()
+
+
+def _existing_version(client: Any, name: str, content: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+        return None
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if version.tags.get(CONTENT_TAG) == content:
+            return version
+    return None
+
+
+def _create_version(client: Any, name: str, source: str, run_id: str | None, content: str) -> Any:
+    return client.create_model_version(name, source=source, run_id=run_id, tags={CONTENT_TAG: content})
+
+
+def _model_ref(name: str, version: Any, created: bool) -> ModelRef:
+    number = str(version.version)
+    return ModelRef(PLATFORM, name, number, f"models:/{name}/{number}", created)
