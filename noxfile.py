@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv"
@@ -10,6 +13,17 @@ nox.options.error_on_missing_interpreters = True
 
 PACKAGES = ["core", "plugin-azureml", "plugin-osmo", "plugin-lerobot"]
 CORE = "packages/core"
+LEROBOT_PINS = ("0.6.1", "0.3.3")
+"""LeRobot releases the lerobot plugin generates command lines for; 0.6 needs Python 3.12."""
+LEROBOT_TESTS = "packages/plugin-lerobot/tests"
+
+
+def _python312() -> str:
+    """Python 3.12 for the lerobot plugin: pyenv's install when there is one (its shim needs a
+    global version to run), else whatever nox finds for "3.12"."""
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found = sorted(pyenv.glob("versions/3.12*/bin/python3.12"))
+    return str(found[-1]) if found else "3.12"
 
 
 def _install(session: nox.Session, *packages: str) -> None:
@@ -24,11 +38,36 @@ def _install(session: nox.Session, *packages: str) -> None:
 
 
 @nox.session
-@nox.parametrize("package", PACKAGES)
+@nox.parametrize(
+    "python,package",
+    [nox.param(_python312() if p == "plugin-lerobot" else None, p, id=f"package='{p}'") for p in PACKAGES],
+)
 def tests(session: nox.Session, package: str) -> None:
     """Run one package's tests in a venv holding core and that package only."""
     _install(session, package)
+    if package == "plugin-lerobot":
+        _lerobot_tests(session)
+        return
     session.run("pytest", f"packages/{package}/tests", *session.posargs)
+
+
+def _install_lerobot(session: nox.Session, version: str) -> None:
+    """LeRobot without torch: its light dependencies, then the package itself with --no-deps."""
+    session.install("-r", f"{LEROBOT_TESTS}/requirements-lerobot-{version}.txt")
+    session.install("--no-deps", f"lerobot=={version}")
+
+
+def _lerobot_tests(session: nox.Session) -> None:
+    """All plugin tests against the newest pin, then the command-line schema check against each other pin."""
+    newest, *others = LEROBOT_PINS
+    _install_lerobot(session, newest)
+    session.run("pytest", LEROBOT_TESTS, *session.posargs, env={"ROBOTRAIN_REQUIRE_LEROBOT": newest})
+    for version in others:
+        _install_lerobot(session, version)
+        session.run(
+            "pytest", f"{LEROBOT_TESTS}/test_lerobot_schema.py", *session.posargs,
+            env={"ROBOTRAIN_REQUIRE_LEROBOT": version},
+        )  # fmt: skip
 
 
 @nox.session
