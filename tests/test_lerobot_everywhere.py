@@ -1,0 +1,74 @@
+"""The lerobot workload's dry-run on every platform shows the complete job, and no secret."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from robotrain.testing import run_cli
+
+LEROBOT = ["--workload", "lerobot", "--dataset-repo-id", "lerobot/aloha_sim_insertion_human"]
+PLANTED = {"HF_TOKEN": "hf_planted_secret_value_123", "WANDB_API_KEY": "wandb_planted_secret_456"}
+AZURE = ["--subscription-id", "00000000-0000-0000-0000-000000000000", "--resource-group", "rg-robotics",
+         "--workspace-name", "mlw-robotics", "--compute", "k8s-robotics"]  # fmt: skip
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    return folder
+
+
+def dry_run(project: Path, *args: str) -> str:
+    result = run_cli(["train", "--dry-run", *LEROBOT, "--tracking", "wandb", *args], cwd=project, env=PLANTED)
+    assert result.returncode == 0, result.stderr
+    for secret in PLANTED.values():
+        assert secret not in result.stdout + result.stderr
+    return result.stdout
+
+
+def lerobot_args(command: list[str]) -> list[str]:
+    return [arg for arg in command if arg.startswith("--") and "=" in arg]
+
+
+def test_osmo_workflow(project: Path) -> None:
+    spec: dict[str, Any] = yaml.safe_load(dry_run(project, "--platform", "osmo", "--policy-type", "diffusion"))
+    workflow = spec["workflow"]
+    assert workflow["timeout"]["exec_timeout"] == "12h"
+    assert workflow["resources"]["default"] == {"gpu": 1, "cpu": 8, "memory": "48Gi", "storage": "80Gi"}
+    (task,) = workflow["tasks"]
+    assert task["image"] == "pytorch/pytorch:2.4.1-cuda12.4-cudnn9-runtime"
+    args = lerobot_args(task["args"])
+    assert "--dataset.repo_id=lerobot/aloha_sim_insertion_human" in args
+    assert "--policy.type=diffusion" in args
+    assert "--policy.push_to_hub=false" in args
+    assert "--wandb.enable=true" in args
+    assert task["credentials"] == {"wandb": {"WANDB_API_KEY": "api_key"}}
+
+
+def test_azureml_job(project: Path) -> None:
+    from azure.ai.ml import load_job
+
+    text = dry_run(project, "--platform", "azureml", *AZURE)
+    document = yaml.safe_load(text)
+    assert document["environment"].endswith("lerobot-training-env:1") or "lerobot-training-env" in json.dumps(
+        document["environment"]
+    )
+    assert "--dataset.repo_id=lerobot/aloha_sim_insertion_human" in document["command"]
+    assert "--policy.type=act" in document["command"]
+    assert document["experiment_name"] == "lerobot-training"
+    job_file = project / "job.yaml"
+    job_file.write_text(text)
+    job = load_job(job_file)
+    assert job.compute == "k8s-robotics"
+
+
+def test_local_job(project: Path) -> None:
+    text = dry_run(project, "--platform", "local")
+    assert "--dataset.repo_id=lerobot/aloha_sim_insertion_human" in text
+    assert "lerobot==" in text
