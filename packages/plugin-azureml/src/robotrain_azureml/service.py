@@ -21,13 +21,12 @@ from robotrain_azureml.spec import AzureJob, Workspace
 
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
-    from azure.ai.ml.entities import Command, CommandJob
+    from azure.ai.ml.entities import Command
 
 PLATFORM = "azureml"
 RETRIES = 3
 """Bounded retries of the SDK's policy for transient failures (connection errors, 408/429/5xx)."""
 CONTENT_TAG = "content_sha256"
-CLOUD_ENV = "AZUREML_CURRENT_CLOUD"
 _STATES = {
     "completed": "completed", "failed": "failed", "canceled": "canceled", "canceling": "canceling",
     "notstarted": "queued", "queued": "queued", "preparing": "starting", "provisioning": "starting",
@@ -157,27 +156,9 @@ def command_node(azure_job: AzureJob) -> Command:
     return node
 
 
-@contextlib.contextmanager
-def _offline_cloud() -> Iterator[None]:
-    """Keep the SDK from fetching cloud metadata (ARM_CLOUD_METADATA_URL) on import: the YAML needs none."""
-    saved = os.environ.get(CLOUD_ENV)
-    os.environ[CLOUD_ENV] = saved or "AzureCloud"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(CLOUD_ENV, None)
-
-
 def render(job: JobSpec, settings: Settings) -> str:
-    """The command job as Azure ML job YAML (loadable with ``azure.ai.ml.load_job``); contacts nothing."""
-    azure_job = prepare(job, settings)
-    stream = io.StringIO()
-    with _offline_cloud():
-        _quiet_sdk_logging()
-        sdk_job: CommandJob = command_node(azure_job)._to_job()
-        sdk_job.dump(stream)
-    return stream.getvalue()
+    """The command job as Azure ML job YAML (loadable with ``azure.ai.ml.load_job``); imports no SDK."""
+    return spec.job_yaml(prepare(job, settings))
 
 
 def _warn(message: str) -> None:

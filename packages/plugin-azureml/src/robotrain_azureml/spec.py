@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from robotrain.errors import UserError
 from robotrain.job import JobSpec, Payload
 from robotrain.payload import unpack
@@ -111,6 +113,43 @@ class AzureJob:
     @property
     def environment_ref(self) -> str:
         return f"azureml:{self.environment_name}:{self.environment_version}"
+
+
+def job_document(azure_job: AzureJob) -> dict[str, object]:
+    """The command job as the SDK's ``CommandJob.dump`` writes it, built without the SDK."""
+    inputs: dict[str, object] = dict(azure_job.inputs)
+    inputs |= {name: {"type": "uri_folder", "path": uri} for name, uri in azure_job.data_inputs.items()}
+    outputs: dict[str, object] = {CHECKPOINTS: {"type": "uri_folder", "mode": "upload"}}
+    outputs |= {name: {"type": "uri_folder", "mode": "upload", "path": uri}
+                for name, uri in azure_job.data_outputs.items()}  # fmt: skip
+    compute = azure_job.compute
+    document: dict[str, object] = {
+        "type": "command",
+        "name": azure_job.name,
+        "display_name": azure_job.display_name,
+        "experiment_name": azure_job.experiment,
+        "command": azure_job.command,
+        "environment": azure_job.environment_ref,
+        "environment_variables": dict(azure_job.environment_variables),
+        "compute": compute if compute.startswith("azureml:") else f"azureml:{compute}",
+        "resources": {"instance_type": azure_job.instance_type, "properties": {}},
+        "identity": {"type": "managed_identity"},
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": {},
+        "properties": {},
+        "tags": dict(azure_job.tags),
+    }
+    if azure_job.code is not None:
+        document["code"] = str(azure_job.code)
+    if azure_job.timeout_seconds is not None:
+        document["limits"] = {"timeout": azure_job.timeout_seconds}
+    return document
+
+
+def job_yaml(azure_job: AzureJob) -> str:
+    """Azure ML command job YAML (loadable with ``azure.ai.ml.load_job``), without importing the SDK."""
+    return yaml.safe_dump(job_document(azure_job), sort_keys=True, default_flow_style=False)
 
 
 def input_name(flag: str) -> str:

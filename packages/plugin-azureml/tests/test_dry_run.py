@@ -1,0 +1,109 @@
+"""The dry-run YAML is what the SDK would dump, and rendering it imports no heavy SDK."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from fake_azure import Cli
+
+from robotrain_azureml import service, spec
+from robotrain_azureml.spec import AzureJob
+
+HEAVY = ("azure.ai.ml", "azure.identity", "mlflow")
+PROBE = """
+import sys
+from invoke import Program
+from robotrain.cli import build_namespace
+program = Program(namespace=build_namespace(), name="robotrain", binary="invoke")
+try:
+    program.run(["invoke", *sys.argv[1:]], exit=False)
+except SystemExit as stop:
+    assert not stop.code, stop.code
+heavy = sorted(m for m in sys.modules if m.startswith(HEAVY))
+print("HEAVY:" + ",".join(heavy), file=sys.stderr)
+"""
+ISAACLAB = AzureJob(
+    name="isaaclab-training-70a98407-2fd57a",
+    spec_hash="70a98407",
+    display_name="isaaclab-training",
+    experiment="isaaclab-training",
+    command=(
+        "TRAINING_CHECKPOINT_OUTPUT=${{outputs.checkpoints}} bash training/scripts/train.sh "
+        "--mode ${{inputs.mode}} --task ${{inputs.task}} --num_envs ${{inputs.num_envs}} --max_iterations ''"
+    ),
+    code=Path("training-code"),
+    environment_name="isaaclab-training-env",
+    environment_version="2.3.2",
+    image="nvcr.io/nvidia/isaac-lab:2.3.2",
+    compute="k8s-robotics-dev",
+    instance_type="gpuspot",
+    inputs={"mode": "train", "task": "Isaac-Velocity-Rough-Anymal-C-v0", "num_envs": 2048},
+    environment_variables={"ACCEPT_EULA": "Y", "AZURE_SUBSCRIPTION_ID": "0", "TRAINING_BACKEND": "skrl"},
+    tags={"framework": "skrl", "task": "Isaac-Velocity-Rough-Anymal-C-v0"},
+    timeout_seconds=82800,
+)
+WITH_DATA = AzureJob(
+    name="lerobot-act-1",
+    spec_hash="edb7c4a7",
+    display_name="lerobot act",
+    experiment="lerobot-training",
+    command="bash train.sh --dataset.root=${{inputs.demos}} --out ${{outputs.policy}} --lr ${{inputs.lr}}",
+    code=None,
+    environment_name="lerobot-training-env",
+    environment_version="1.0.0",
+    image="example.azurecr.io/lerobot:1.0.0",
+    compute="azureml:gpu-cluster",
+    instance_type="defaultinstancetype",
+    inputs={"lr": "1.5", "seed": 0},
+    data_inputs={"demos": "azureml:demos:3", "extra": "azureml://datastores/blobs/paths/extra/"},
+    data_outputs={"policy": "azureml://datastores/blobs/paths/policy/"},
+    environment_variables={"MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "true", "EMPTY": "", "ANSWER": "yes"},
+)
+
+
+@pytest.mark.parametrize("azure_job", [ISAACLAB, WITH_DATA], ids=["isaaclab", "data-inputs"])
+def test_job_yaml_is_what_the_sdk_dumps(
+    azure_job: AzureJob, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AZUREML_CURRENT_CLOUD", "AzureCloud")  # no cloud metadata fetch on SDK import
+    if azure_job.code is not None:  # the SDK takes only an existing folder as local code
+        code = tmp_path / azure_job.code
+        code.mkdir()
+        azure_job = dataclasses.replace(azure_job, code=code)
+    stream = io.StringIO()
+    service.command_node(azure_job)._to_job().dump(stream)
+    assert yaml.safe_load(spec.job_yaml(azure_job)) == yaml.safe_load(stream.getvalue())
+
+
+def _probe(cli: Cli, prelude: str, *args: str) -> subprocess.CompletedProcess[str]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("ROBOTRAIN_", "AZURE", "MLFLOW_"))}
+    code = f"HEAVY = {HEAVY!r}\n{prelude}\n{PROBE}"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cli.project, env={**inherited, **cli.env()},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+DRY_RUN = ("train", "--platform", "azureml", "--compute", "k8s-x", "--dry-run")
+
+
+def test_dry_run_imports_no_heavy_sdk(cli: Cli) -> None:
+    result = _probe(cli, "", *DRY_RUN)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY:\n" in result.stderr, result.stderr
+    assert yaml.safe_load(result.stdout)["compute"] == "azureml:k8s-x"
+    assert cli.fake.requests == []
+
+
+def test_probe_sees_a_heavy_import(cli: Cli) -> None:
+    result = _probe(cli, "import azure.identity", *DRY_RUN)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY:azure.identity" in result.stderr, result.stderr
