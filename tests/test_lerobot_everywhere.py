@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,9 @@ def lerobot_args(command: list[str]) -> list[str]:
 
 
 def test_osmo_workflow(project: Path) -> None:
-    spec: dict[str, Any] = yaml.safe_load(dry_run(project, "--platform", "osmo", "--policy-type", "diffusion"))
+    spec: dict[str, Any] = yaml.safe_load(
+        dry_run(project, "--platform", "osmo", "--policy-type", "diffusion")
+    )
     workflow = spec["workflow"]
     assert workflow["timeout"]["exec_timeout"] == "12h"
     assert workflow["resources"]["default"] == {"gpu": 1, "cpu": 8, "memory": "48Gi", "storage": "80Gi"}
@@ -56,9 +57,8 @@ def test_azureml_job(project: Path) -> None:
 
     text = dry_run(project, "--platform", "azureml", *AZURE)
     document = yaml.safe_load(text)
-    assert document["environment"].endswith("lerobot-training-env:1") or "lerobot-training-env" in json.dumps(
-        document["environment"]
-    )
+    assert document["environment"] == "azureml:lerobot-training-env:1.0.0"
+    assert document["limits"]["timeout"] == 12 * 3600
     assert "--dataset.repo_id=lerobot/aloha_sim_insertion_human" in document["command"]
     assert "--policy.type=act" in document["command"]
     assert document["experiment_name"] == "lerobot-training"
