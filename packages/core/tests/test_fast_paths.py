@@ -8,21 +8,9 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("azure.ai.ml", "azure.identity", "mlflow")
-REPO = Path(__file__).resolve().parents[3]
+from robotrain.testing import heavy_imports_of
 
-PROBE = """
-import sys
-from invoke import Program
-from robotrain.cli import build_namespace
-program = Program(namespace=build_namespace(), name="robotrain", binary="invoke")
-try:
-    program.run(["invoke", *sys.argv[1:]], exit=False)
-except SystemExit as stop:
-    assert not stop.code, stop.code
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("mlflow",) or m.startswith(HEAVY))
-print("HEAVY:" + ",".join(heavy), file=sys.stderr)
-"""
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(
@@ -31,21 +19,15 @@ print("HEAVY:" + ",".join(heavy), file=sys.stderr)
     ids=["list", "help", "dry-run", "plugins", "config"],
 )
 def test_no_heavy_imports(project: Path, args: list[str]) -> None:
-    code = f"HEAVY = {HEAVY!r}\n{PROBE}"
-    result = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=project, capture_output=True, text=True, check=False
-    )
+    result, heavy = heavy_imports_of(args, cwd=project)
     assert result.returncode == 0, result.stderr
-    assert "HEAVY:\n" in result.stderr, result.stderr
+    assert heavy == []
 
 
 def test_probe_sees_a_heavy_import(project: Path) -> None:
     pytest.importorskip("mlflow")
-    code = f"HEAVY = {HEAVY!r}\nimport mlflow\n{PROBE}"
-    result = subprocess.run(
-        [sys.executable, "-c", code, "--list"], cwd=project, capture_output=True, text=True, check=False
-    )
-    assert "HEAVY:mlflow" in result.stderr, result.stderr
+    _, heavy = heavy_imports_of(["--list"], cwd=project, prelude="import mlflow")
+    assert heavy[:1] == ["mlflow"]
 
 
 def test_tasks_py_builds_the_same_namespace() -> None:

@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from fake_azure import Cli
 
+from robotrain.testing import heavy_imports_of
 from robotrain_azureml import service, spec
 from robotrain_azureml.spec import AzureJob
 
-HEAVY = ("azure.ai.ml", "azure.identity", "mlflow")
-PROBE = """
-import sys
-from invoke import Program
-from robotrain.cli import build_namespace
-program = Program(namespace=build_namespace(), name="robotrain", binary="invoke")
-try:
-    program.run(["invoke", *sys.argv[1:]], exit=False)
-except SystemExit as stop:
-    assert not stop.code, stop.code
-heavy = sorted(m for m in sys.modules if m.startswith(HEAVY))
-print("HEAVY:" + ",".join(heavy), file=sys.stderr)
-"""
 ISAACLAB = AzureJob(
     name="isaaclab-training-70a98407-2fd57a",
     spec_hash="70a98407",
@@ -82,28 +67,18 @@ def test_job_yaml_is_what_the_sdk_dumps(
     assert yaml.safe_load(spec.job_yaml(azure_job)) == yaml.safe_load(stream.getvalue())
 
 
-def _probe(cli: Cli, prelude: str, *args: str) -> subprocess.CompletedProcess[str]:
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("ROBOTRAIN_", "AZURE", "MLFLOW_"))}
-    code = f"HEAVY = {HEAVY!r}\n{prelude}\n{PROBE}"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=cli.project, env={**inherited, **cli.env()},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-
-
 DRY_RUN = ("train", "--platform", "azureml", "--compute", "k8s-x", "--dry-run")
 
 
 def test_dry_run_imports_no_heavy_sdk(cli: Cli) -> None:
-    result = _probe(cli, "", *DRY_RUN)
+    result, heavy = heavy_imports_of(DRY_RUN, cwd=cli.project, env=cli.env())
     assert result.returncode == 0, result.stderr
-    assert "HEAVY:\n" in result.stderr, result.stderr
+    assert heavy == []
     assert yaml.safe_load(result.stdout)["compute"] == "azureml:k8s-x"
     assert cli.fake.requests == []
 
 
 def test_probe_sees_a_heavy_import(cli: Cli) -> None:
-    result = _probe(cli, "import azure.identity", *DRY_RUN)
+    result, heavy = heavy_imports_of(DRY_RUN, cwd=cli.project, env=cli.env(), prelude="import azure.identity")
     assert result.returncode == 0, result.stderr
-    assert "HEAVY:azure.identity" in result.stderr, result.stderr
+    assert heavy[:1] == ["azure.identity"]

@@ -30,6 +30,13 @@ def run_cli(
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``robotrain ARGS`` (the console script's namespace) in a fresh interpreter."""
+    return _run_python(["-m", "robotrain", *args], cwd, env, timeout)
+
+
+def _run_python(
+    args: Sequence[str], cwd: Path, env: Mapping[str, str] | None, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """This interpreter with ``args``, in an environment free of the caller's robotrain settings."""
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -37,7 +44,7 @@ def run_cli(
     }
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "robotrain", *args],
+        [sys.executable, *args],
         cwd=cwd,
         env=environment,
         capture_output=True,
@@ -45,6 +52,42 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+HEAVY_MODULES = ("azure.ai.ml", "azure.identity", "mlflow")
+"""SDKs that listing, ``--help``, ``--dry-run`` and discovery must never import."""
+
+_IMPORT_PROBE = """
+import sys
+from invoke import Program
+from robotrain.cli import build_namespace
+program = Program(namespace=build_namespace(), name="robotrain", binary="invoke")
+try:
+    program.run(["invoke", *sys.argv[1:]], exit=False)
+except SystemExit as stop:
+    assert not stop.code, stop.code
+heavy = sorted(m for m in sys.modules if any(m == h or m.startswith(h + ".") for h in {heavy!r}))
+print("HEAVY:" + ",".join(heavy), file=sys.stderr)
+"""
+
+
+def heavy_imports_of(
+    args: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    prelude: str = "",
+    timeout: float = 120,
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run a command in a fresh interpreter and list the ``HEAVY_MODULES`` it imported, sorted.
+
+    ``prelude`` runs first (``"import mlflow"`` shows the probe can see an import).
+    """
+    code = prelude + "\n" + _IMPORT_PROBE.format(heavy=HEAVY_MODULES)
+    result = _run_python(["-c", code, *args], cwd, env, timeout)
+    reports = [line for line in result.stderr.splitlines() if line.startswith("HEAVY:")]
+    assert reports, f"the probe did not report: {result.stderr!r}"
+    names = reports[-1].removeprefix("HEAVY:")
+    return result, names.split(",") if names else []
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
