@@ -118,20 +118,36 @@ def test_ctrl_c_on_a_foreground_run_cancels_the_job(ticking: Path) -> None:
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("ROBOTRAIN_", "MLFLOW_"))}
     process = subprocess.Popen([sys.executable, "-m", "robotrain", "train"], cwd=ticking, env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    jobs = ticking / ".robotrain" / "jobs"
-    job_dir = wait_for(lambda: next(iter(jobs.iterdir()), None) if jobs.is_dir() else None)
-    wait_for(
-        lambda: (
-            "tick 1" in (job_dir / "output.log").read_text() if (job_dir / "output.log").exists() else False
-        )
-    )
+    assert process.stdout is not None
+    streamed = ""
+    while "tick 1" not in streamed:  # Ctrl-C once the run is streaming to the terminal
+        line = process.stdout.readline()
+        assert line, "train ended before streaming its output"
+        streamed += line
+    job_dir = next(iter((ticking / ".robotrain" / "jobs").iterdir()))
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
+    rest, stderr = process.communicate(timeout=60)
+    stdout = streamed + rest
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert_one_line_error(result, job_dir.name, "canceled", "output.log")
     assert "tick 0" in stdout
     assert record(ticking, job_dir.name)["state"] == "canceled"
     assert not alive(record(ticking, job_dir.name)["pid"])
+
+
+def test_ctrl_c_while_the_job_starts_cancels_it(ticking: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("ROBOTRAIN_", "MLFLOW_"))}
+    process = subprocess.Popen([sys.executable, "-m", "robotrain", "train"], cwd=ticking, env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    jobs = ticking / ".robotrain" / "jobs"
+    job_file = wait_for(lambda: next(jobs.glob("*/job.json"), None) if jobs.is_dir() else None)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    assert_one_line_error(result, job_file.parent.name, "canceled")
+    final = json.loads(job_file.read_text())
+    assert final["state"] == "canceled", json.dumps(final)
+    assert "pid" not in final or not alive(final["pid"])
 
 
 @pytest.mark.slow

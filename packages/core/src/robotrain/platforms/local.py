@@ -118,10 +118,15 @@ def robotrain_submit(platform: str, job: JobSpec, settings: Settings) -> Submiss
     except BaseException:
         shutil.rmtree(local.root, ignore_errors=True)
         raise
-    process = _start(local, environment)
-    if settings.get("detach", False):
-        return _submission(local, local.read())
-    return _run_in_foreground(local, process, settings)
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        process = _spawn(local, environment)
+        _wait_until_started(local, process)
+        if settings.get("detach", False):
+            return _submission(local, local.read())
+        return _run_in_foreground(local, process, settings)
+    except KeyboardInterrupt:
+        raise _cancel_on_ctrl_c(local, process, settings) from None
 
 
 def _prepare(job: JobSpec, settings: Settings, local: LocalJob) -> dict[str, str]:
@@ -171,14 +176,18 @@ def _process_environment(job_environment: Mapping[str, str]) -> dict[str, str]:
     return inherited | dict(job_environment)
 
 
-def _start(local: LocalJob, job_environment: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(local: LocalJob, job_environment: Mapping[str, str]) -> subprocess.Popen[bytes]:
     """Start the supervisor in its own session, its output appended to the job's log."""
     with local.log.open("ab") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "robotrain.platforms.local_runner", str(local.root)],
             cwd=local.workspace, env=_process_environment(job_environment),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+
+
+def _wait_until_started(local: LocalJob, process: subprocess.Popen[bytes]) -> None:
+    """Wait for the supervisor to record itself; one that does not is killed and the job failed."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while local.read().get("state") == STARTING and process.poll() is None and time.monotonic() < deadline:
         time.sleep(local_jobs.POLL_SECONDS)
@@ -186,7 +195,6 @@ def _start(local: LocalJob, job_environment: Mapping[str, str]) -> subprocess.Po
         process.kill()
         process.wait()
         local.write(state="failed", ended=time.time(), reason="the job's supervisor did not start")
-    return process
 
 
 def _write_stdout(text: str) -> None:
@@ -194,15 +202,25 @@ def _write_stdout(text: str) -> None:
     sys.stdout.flush()
 
 
-def _run_in_foreground(local: LocalJob, process: subprocess.Popen[bytes], settings: Settings) -> Submission:
-    """Stream the log until the job ends; Ctrl-C cancels it. A job that did not complete is an error."""
-    try:
-        local_jobs.follow(local, _write_stdout, running=lambda: process.poll() is None)
-    except KeyboardInterrupt:
+def _cancel_on_ctrl_c(
+    local: LocalJob, process: subprocess.Popen[bytes] | None, settings: Settings
+) -> UserError:
+    """Ctrl-C at any point after the job folder exists: stop the job, record it canceled."""
+    if "pid" in local.read():
         local_jobs.cancel(local)
+    else:
+        if process is not None:
+            local_jobs.stop_group(process.pid)
+        local.write(state=local_jobs.CANCELED, ended=time.time(), reason="Ctrl-C before the job started")
+    if process is not None:
         process.wait()
-        record_submission(settings.state_dir, _submission(local, local.read()))
-        raise UserError(f"local job {local.job_id} canceled (Ctrl-C); its log is {local.log}") from None
+    record_submission(settings.state_dir, _submission(local, local.read()))
+    return UserError(f"local job {local.job_id} canceled (Ctrl-C); its log is {local.log}")
+
+
+def _run_in_foreground(local: LocalJob, process: subprocess.Popen[bytes], settings: Settings) -> Submission:
+    """Stream the log until the job ends. A job that did not complete is an error."""
+    local_jobs.follow(local, _write_stdout, running=lambda: process.poll() is None)
     record = local_jobs.current_state(local)
     submission = _submission(local, record)
     if record.get("state") != COMPLETED:

@@ -170,6 +170,11 @@ def cancel(job: LocalJob) -> dict[str, Any]:
     return job.write(state=CANCELED, ended=time.time())
 
 
+def stop_group(pid: int) -> None:
+    """SIGKILL the process group led by ``pid`` (a supervisor that has not recorded itself yet)."""
+    _signal_group(pid, signal.SIGKILL)
+
+
 def _signal_group(pid: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signum)
