@@ -54,5 +54,11 @@ def robotrain_add_options(options: OptionRegistry) -> None:
                terraform="resource_group.name", commands=EVERY_COMMAND),
         Option("workspace_name", "Azure ML workspace", env="AZUREML_WORKSPACE_NAME",
                terraform="azureml_workspace.name", commands=EVERY_COMMAND),
+        Option("timeout", "stop the job after this long: seconds, or whole numbers with d/h/m/s "
+               "such as 23h or 1h30m (default: the workload's)", env="ROBOTRAIN_TIMEOUT"),
+        Option("env", "KEY=VALUE added to the job's environment (repeat the flag); not for secrets",
+               kind=list),
+        Option("python", "interpreter command for the training entry point in the job's container "
+               "(default: the workload's, e.g. the Isaac Lab image's isaaclab.sh -p)"),
     ):  # fmt: skip
         options.add(option)

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+CHECKPOINT_OUTPUT = "checkpoints"
+"""The output every training job has: a folder whose contents outlive the job."""
+CHECKPOINT_OUTPUT_VARIABLE = "TRAINING_CHECKPOINT_OUTPUT"
+"""The environment variable through which the job learns the checkpoint output folder."""
+
+
+def input_variable(name: str) -> str:
+    """The environment variable holding the mounted path of job input ``name``.
+
+    ``input_variable("dataset")`` is ``ROBOTRAIN_INPUT_DATASET``.
+    """
+    return "ROBOTRAIN_INPUT_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
 class CheckpointMode(enum.StrEnum):
@@ -87,8 +101,19 @@ class JobSpec:
     """One training job, described once and run by any platform.
 
     ``command`` runs from the root of the unpacked payload (``training/`` holds
-    the training folder, ``common/`` the shared one when present). ``inputs``
-    and ``outputs`` map names to URIs or local paths the platform mounts.
+    the training folder, ``common/`` the shared one when present).
+
+    What every platform guarantees the command:
+
+    - ``inputs`` maps an input name to a dataset staged with ``invoke stage-dataset``
+      on the same platform (``NAME`` or ``NAME:VERSION``); the platform mounts it and
+      sets ``input_variable(name)`` (``ROBOTRAIN_INPUT_<NAME>``) to the mounted folder.
+    - A checkpoint output folder, named by ``TRAINING_CHECKPOINT_OUTPUT``, whose
+      contents are kept after the job ends (and reported by ``train``). ``outputs``
+      maps further output names to destination URIs.
+    - ``environment`` as given, plus the platform's own variables; ``secrets`` filled
+      from the platform's secret store, never written into a spec.
+    - ``timeout_seconds``: the job is stopped after that long (``None``: no limit).
     """
 
     workload: str

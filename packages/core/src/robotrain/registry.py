@@ -21,6 +21,9 @@ class Platform:
 
     name: str
     help: str
+    passthrough: str | None = None
+    """The platform's own submit command that arguments after ``--`` go to (``osmo workflow submit``);
+    ``None``: the platform has none, and such arguments are refused."""
 
 
 class Catalog:

@@ -97,8 +97,16 @@ def parse_tfvars(path: Path) -> dict[str, Any]:
     return parsed
 
 
+COMPUTE_NAME_LENGTH = 16
+"""Azure ML compute names are at most 16 characters; the attach step cuts the derived name there."""
+
+
 def aks_compute_name(cluster: str | None) -> str | None:
-    """The Azure ML compute name the reference architecture derives from the AKS cluster name."""
+    """The Azure ML compute name the attach step derives from the AKS cluster name.
+
+    ``k8s-`` plus the name without ``aks-``, cut to 16 characters, a trailing ``-`` stripped:
+    ``aks-robotics-dev-001`` → ``k8s-robotics-dev``.
+    """
     if not cluster:
         return None
-    return "k8s-" + cluster.removeprefix("aks-")[:12]
+    return ("k8s-" + cluster.removeprefix("aks-"))[:COMPUTE_NAME_LENGTH].rstrip("-")

@@ -13,16 +13,13 @@ TRAIN_AND_STAGE = frozenset({"train", "stage-dataset"})
 
 WORKFLOW_NAME = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$")
 SIZE = re.compile(r"^\d+(\.\d+)?(TiB|Ti|T|GiB|Gi|G|MiB|Mi|M|KiB|Ki|K|B|m)$")
-DURATION = re.compile(r"^(\d+)(d|h|m|s|ms|us)?$")
 LABEL_KEY = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9_.-]*[a-zA-Z0-9])?$")
 DATASET_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 STORAGE_URL = re.compile(r"^(s3|gs|azure|swift|tos)://[^/\s]+(/\S*)?$")
 PRIORITIES = ("HIGH", "NORMAL", "LOW")
 PAYLOAD_MODES = ("inline", "dataset")
 MAX_LABELS = 16
-MAX_TIMEOUT_SECONDS = 60 * 86400
 DEFAULT_TIMEOUT_SECONDS = 23 * 3600
-UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 0.000001}
 
 
 def add_options(options: OptionRegistry) -> None:
@@ -34,7 +31,6 @@ def add_options(options: OptionRegistry) -> None:
         Option("cpu", "CPUs for the task (default: the workload's)", kind=int, minimum=1),
         Option("memory", "memory for the task, e.g. 400Gi (default: the workload's)"),
         Option("storage", "local storage for the task, e.g. 200Gi (default: the workload's)"),
-        Option("timeout", "exec timeout: seconds or N with d/h/m/s, e.g. 23h (default: the workload's)"),
         Option("payload", "how the code travels: inline (in the spec) or dataset (staged); "
                "default: inline when it fits", choices=PAYLOAD_MODES, env="OSMO_PAYLOAD"),
         Option("dataset_bucket", "OSMO bucket for staged datasets", default="training",
@@ -75,7 +71,7 @@ def load_config(settings: Settings, resources: Resources, timeout_seconds: int |
         priority=check_priority(settings.get("priority")),
         labels=check_labels(settings.get("label", [])),
         resources=check_resources(settings, resources),
-        timeout=check_timeout(settings.get("timeout"), timeout_seconds),
+        timeout=format_duration(timeout_seconds or DEFAULT_TIMEOUT_SECONDS),
         payload_mode=settings.get("payload"),
         dataset_bucket=check_dataset_name(settings["dataset_bucket"], "--dataset-bucket"),
         dataset_name=check_dataset_name(settings["dataset_name"], "--dataset-name"),
@@ -129,27 +125,6 @@ def check_resources(settings: Settings, defaults: Resources) -> Resources:
         memory=None if memory is None else check_size(memory, "--memory"),
         storage=None if storage is None else check_size(storage, "--storage"),
     )
-
-
-def duration_seconds(value: str) -> float | None:
-    match = DURATION.match(value)
-    if not match:
-        return None
-    return int(match.group(1)) * UNIT_SECONDS[match.group(2) or "s"]
-
-
-def check_timeout(value: str | None, default_seconds: int | None) -> str:
-    if value is None or value == "":
-        return format_duration(default_seconds or DEFAULT_TIMEOUT_SECONDS)
-    seconds = duration_seconds(value)
-    if seconds is None:
-        raise UserError(
-            f"--timeout: {value!r} is not an OSMO duration; give whole seconds or a whole number "
-            f"with d, h, m or s (e.g. 23h, 90m)"
-        )
-    if not 0 < seconds <= MAX_TIMEOUT_SECONDS:
-        raise UserError(f"--timeout: {value!r} must be more than 0 and at most 60d")
-    return value
 
 
 def format_duration(seconds: int) -> str:

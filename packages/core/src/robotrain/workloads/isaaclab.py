@@ -14,6 +14,8 @@ from robotrain.workloads import azure_environment, pack_training_code, registere
 
 NAME = "isaaclab"
 DEFAULT_IMAGE = "nvcr.io/nvidia/isaac-lab:2.3.2"
+IMAGE_PYTHON = "/workspace/isaaclab/isaaclab.sh -p"
+"""Isaac Lab images have no ``python`` on PATH for a non-interactive shell (it is a .bashrc alias)."""
 ENTRY_POINT = "training/scripts/train.sh"
 MODES = tuple(mode.value for mode in CheckpointMode)
 
@@ -80,6 +82,7 @@ def robotrain_build_job(workload: str, settings: Settings) -> JobSpec | None:
     ) + (("--headless",) if settings["headless"] else ())  # fmt: skip
     environment = {
         "TRAINING_BACKEND": settings["backend"],
+        "PYTHON": settings.get("python") or IMAGE_PYTHON,
         "ACCEPT_EULA": "Y",
         "PRIVACY_CONSENT": "Y",
         "NVIDIA_DRIVER_CAPABILITIES": "all",
