@@ -99,3 +99,18 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
     return lines[0]
+
+
+ISAACLAB_TRAIN_SH = """#!/usr/bin/env bash
+# The reference training entry point's shape: the interpreter comes from PYTHON, unquoted
+# (it is a command with arguments on the Isaac Lab image).
+set -euo pipefail
+exec ${PYTHON:-python} -m training.scripts.launch "$@"
+"""
+
+
+def make_isaaclab_project(root: Path, config: str = "") -> Path:
+    """A project whose ``train.sh`` runs ``${PYTHON} -m training.scripts.launch`` like the reference one."""
+    make_project(root, config)
+    (root / "src" / "training" / "scripts" / "train.sh").write_text(ISAACLAB_TRAIN_SH)
+    return root

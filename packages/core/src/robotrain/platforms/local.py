@@ -31,7 +31,15 @@ from typing import Any
 from robotrain.errors import UserError
 from robotrain.history import record_submission
 from robotrain.hookspecs import hookimpl
-from robotrain.job import DatasetRef, JobSpec, JobStatus, ModelRef, Submission
+from robotrain.job import (
+    CHECKPOINT_OUTPUT_VARIABLE,
+    DatasetRef,
+    JobSpec,
+    JobStatus,
+    ModelRef,
+    Submission,
+    input_variable,
+)
 from robotrain.options import Option, OptionRegistry
 from robotrain.platforms import local_jobs, local_tracking
 from robotrain.platforms.local_jobs import COMPLETED, FINISHED, STARTING, LocalJob, jobs_dir
@@ -54,14 +62,22 @@ def robotrain_register_platforms(register: Callable[[Platform], None]) -> None:
     register(Platform(NAME, "this machine: a subprocess, tracked in MLflow on a local SQLite store"))
 
 
+def _input_environment(job: JobSpec, state_dir: Path) -> dict[str, str]:
+    """``ROBOTRAIN_INPUT_<NAME>``: the folder of each staged dataset the job takes as input."""
+    from robotrain.platforms.local_datasets import resolve_input
+
+    return {input_variable(name): str(resolve_input(state_dir, ref)) for name, ref in job.inputs.items()}
+
+
 def _platform_environment(job: JobSpec, state_dir: Path, local: LocalJob) -> dict[str, str]:
     """The job's environment plus what the local platform adds (no secret values)."""
     return {
         **job.environment,
+        **_input_environment(job, state_dir),
         **local_tracking.job_environment(state_dir, job.experiment),
         "PYTHON": sys.executable,
         "PYTHONUNBUFFERED": "1",
-        "TRAINING_CHECKPOINT_OUTPUT": str(local.checkpoint_output),
+        CHECKPOINT_OUTPUT_VARIABLE: str(local.checkpoint_output),
         "ROBOTRAIN_JOB_ID": local.job_id,
     }
 

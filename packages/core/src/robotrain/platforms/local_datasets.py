@@ -55,3 +55,21 @@ def _versions(root: Path) -> dict[int, dict[str, object]]:
             except ValueError:
                 found[int(path.stem)] = {}
     return found
+
+
+def resolve_input(state_dir: Path, reference: str) -> Path:
+    """The folder of a staged dataset ``NAME`` (newest version) or ``NAME:VERSION``."""
+    name, _, version = reference.partition(":")
+    root = state_dir / "datasets" / name
+    versions = [v for v in _versions(root) if (root / str(v)).is_dir()]
+    if not versions:
+        raise UserError(
+            f"no local dataset {name!r} in {state_dir / 'datasets'}; stage it first with "
+            f"`invoke stage-dataset FOLDER --name {name}`"
+        )
+    if not version:
+        return root / str(max(versions))
+    if not version.isdigit() or int(version) not in versions:
+        known = ", ".join(str(v) for v in sorted(versions))
+        raise UserError(f"local dataset {name!r} has no version {version!r} (versions: {known})")
+    return root / version
