@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from robotrain.errors import UserError
 from robotrain.job import Payload
 from robotrain.payload import code_sources, pack
 from robotrain.settings import Settings
@@ -36,6 +37,27 @@ def azure_environment(settings: Settings) -> dict[str, str]:
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
         }
     return environment
+
+
+AZURE_CONTEXT_SOURCES = {
+    "subscription_id": "--subscription-id, AZURE_SUBSCRIPTION_ID, robotrain.toml or `az login`",
+    "resource_group": "--resource-group, AZURE_RESOURCE_GROUP, robotrain.toml or Terraform (resource_group)",
+    "workspace_name": (
+        "--workspace-name, AZUREML_WORKSPACE_NAME, robotrain.toml or Terraform (azureml_workspace)"
+    ),
+}
+
+
+def require_azure_context(settings: Settings, needed_for: str) -> dict[str, str]:
+    """``azure_environment`` when the whole Azure context is known, else one line naming the missing part.
+
+    ``needed_for`` completes "... is needed for ...", e.g. ``"MLflow tracking to Azure ML on OSMO"``.
+    """
+    for name, sources in AZURE_CONTEXT_SOURCES.items():
+        if not settings.get(name):
+            flag = name.replace("_", " ")
+            raise UserError(f"the Azure {flag} is needed for {needed_for}; set it with {sources}")
+    return azure_environment(settings)
 
 
 def model_name(text: str) -> str:
