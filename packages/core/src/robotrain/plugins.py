@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
@@ -13,6 +12,7 @@ import pluggy
 
 from robotrain import hookspecs
 from robotrain.errors import UserError
+from robotrain.option_cache import warn
 from robotrain.options import OptionRegistry
 from robotrain.registry import Catalog
 from robotrain.settings import CLI, ProjectConfig, Settings
@@ -58,7 +58,12 @@ class Plugins:
         self.workloads = Catalog("workload")
         self.platforms = Catalog("platform")
         self.infos: dict[str, PluginInfo] = {}
-        self._warn = warn
+        self.warnings: list[str] = []
+        self._warn_line = warn
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self._warn_line(message)
 
     @property
     def hook(self) -> Any:
@@ -142,14 +147,10 @@ class Plugins:
                 )
 
 
-def _warn(message: str) -> None:
-    print(f"robotrain: warning: {message}", file=sys.stderr)
-
-
 @functools.cache
 def load_plugins() -> Plugins:
     """The process-wide plugin set (built-ins plus installed entry points)."""
-    plugins = Plugins(_warn)
+    plugins = Plugins(warn)
     plugins.load(metadata.entry_points(group=ENTRY_POINT_GROUP))
     return plugins
 
