@@ -20,6 +20,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from collective import ProcessGroup
 from policy import (
     Adam,
     Architecture,
@@ -109,15 +110,22 @@ def returns_to_go(rewards: np.ndarray) -> np.ndarray:
     return out
 
 
-def train_iteration(env: gym.Env[Any, Any], start: Start, episodes: int, rng: np.random.Generator) -> float:
-    """Collect ``episodes`` episodes, take one Adam step; the mean undiscounted return."""
+def train_iteration(
+    env: gym.Env[Any, Any], start: Start, episodes: int, rng: np.random.Generator, group: ProcessGroup
+) -> float:
+    """Collect ``episodes`` episodes on each process, take one Adam step with the gradient averaged
+    over all processes; the mean undiscounted return over all processes."""
     batch = [run_episode(env, start.params, rng) for _ in range(episodes)]
     obs = np.concatenate([b[0] for b in batch])
     actions = np.concatenate([b[1] for b in batch])
     advantages = np.concatenate([returns_to_go(b[2]) for b in batch])
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    start.adam.apply(start.params, policy_gradient(start.params, obs, actions, advantages))
-    return float(np.mean([b[2].sum() for b in batch]))
+    local = policy_gradient(start.params, obs, actions, advantages)
+    local["mean_return"] = np.asarray(np.mean([b[2].sum() for b in batch]))
+    averaged = group.mean(local)
+    mean_return = float(averaged.pop("mean_return"))
+    start.adam.apply(start.params, averaged)
+    return mean_return
 
 
 def folder_sha256(folder: Path) -> str:
@@ -132,16 +140,21 @@ def folder_sha256(folder: Path) -> str:
 
 
 class Tracker:
-    """MLflow when MLFLOW_TRACKING_URI is set (the platform sets it), else printing only."""
+    """MLflow when MLFLOW_TRACKING_URI is set (the platform sets it), else printing only.
 
-    def __init__(self) -> None:
-        self.enabled = bool(os.environ.get("MLFLOW_TRACKING_URI"))
+    Only rank 0 of a distributed run tracks: one run, one checkpoint.
+    """
+
+    def __init__(self, leader: bool = True) -> None:
+        self.leader = leader
+        self.enabled = leader and bool(os.environ.get("MLFLOW_TRACKING_URI"))
         self.run_id: str | None = None
 
     @contextmanager
     def run(self, name: str) -> Iterator[Tracker]:
         if not self.enabled:
-            print("train.py: MLFLOW_TRACKING_URI is not set; metrics are printed, not tracked")
+            if self.leader:
+                print("train.py: MLFLOW_TRACKING_URI is not set; metrics are printed, not tracked")
             yield self
             return
         import mlflow
@@ -207,29 +220,45 @@ def smoke_test(task: str) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
+    group = ProcessGroup()
     iterations = int(args.max_iterations or DEFAULT_ITERATIONS)
     seed = int(os.environ.get("SEED", "0"))
     rng = np.random.default_rng(seed)
     env = gym.make(args.task)
     start = starting_point(args, env, rng)
+    start.params.update(group.broadcast(start.params))
+    if group.world_size > 1:  # each process samples its own episodes
+        rng = np.random.default_rng([seed, group.rank])
     output = Path(os.environ.get("TRAINING_CHECKPOINT_OUTPUT") or "outputs/checkpoints")
-    tracker = Tracker()
+    tracker = Tracker(leader=group.is_leader)
+    say = print if group.is_leader else _quiet
     with tracker.run(f"{args.task}-{args.checkpoint_mode}"):
         tracker.params({
             "mode": args.checkpoint_mode, "task": args.task, "num_envs": args.num_envs,
             "max_iterations": iterations, "start_iteration": start.iteration,
             "start_optimizer_step": start.adam.step, "hidden": ",".join(map(str, start.arch.hidden)),
             "initial_weights_sha256": weights_sha256(start.params), "seed": seed,
+            "world_size": group.world_size,
         })  # fmt: skip
         last = start.iteration + iterations
         for iteration in range(start.iteration, last):
-            mean_return = train_iteration(env, start, args.num_envs, rng)
+            mean_return = train_iteration(env, start, args.num_envs, rng, group)
             tracker.metric("mean_return", mean_return, step=iteration)
-            print(f"iteration {iteration:4d}  mean_return {mean_return:7.1f}", flush=True)
+            say(f"iteration {iteration:4d}  mean_return {mean_return:7.1f}", flush=True)
+        final = weights_sha256(start.params)
+        per_rank = group.gather(final)
+        group.close()
+        if not group.is_leader:
+            return
         save_checkpoint(output, start.arch, start.params, start.adam, last)
-        tracker.params({"final_iteration": last, "final_weights_sha256": weights_sha256(start.params)})
+        tracker.params({"final_iteration": last, "final_weights_sha256": final,
+                        "rank_weights_sha256": ",".join(per_rank)})  # fmt: skip
         print(f"train.py: checkpoint (iteration {last}) saved to {output}")
         tracker.checkpoint(output, args.register_checkpoint)
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """Ranks other than 0 print nothing (their output would repeat rank 0's)."""
 
 
 def main(argv: list[str]) -> None:
