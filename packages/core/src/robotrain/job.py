@@ -15,6 +15,18 @@ CHECKPOINT_OUTPUT_VARIABLE = "TRAINING_CHECKPOINT_OUTPUT"
 """The environment variable through which the job learns the checkpoint output folder."""
 
 
+RANK_VARIABLES = (
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "NODE_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
+"""What each process of a distributed job is given (the names ``torch.distributed.run`` uses)."""
+
+
 def input_variable(name: str) -> str:
     """The environment variable holding the mounted path of job input ``name``.
 
@@ -114,6 +126,9 @@ class JobSpec:
     - ``environment`` as given, plus the platform's own variables; ``secrets`` filled
       from the platform's secret store, never written into a spec.
     - ``timeout_seconds``: the job is stopped after that long (``None``: no limit).
+    - ``nodes`` × ``processes_per_node`` copies of ``command`` (one per GPU), each with the
+      ``RANK_VARIABLES``; a single copy without them when both are 1. Only platforms
+      declared ``distributed`` get jobs with more than one process.
     """
 
     workload: str
@@ -130,6 +145,14 @@ class JobSpec:
     checkpoint: Checkpoint = Checkpoint()
     timeout_seconds: int | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    nodes: int = 1
+    """Machines the job runs on."""
+    processes_per_node: int = 1
+    """Training processes on each machine: one per GPU."""
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.processes_per_node
 
     def evolve(self, **changes: Any) -> JobSpec:
         """A copy with some fields changed."""
@@ -158,6 +181,8 @@ class JobSpec:
             },
             "timeout_seconds": self.timeout_seconds,
             "tags": dict(self.tags),
+            "nodes": self.nodes,
+            "processes_per_node": self.processes_per_node,
         }
 
 

@@ -24,6 +24,8 @@ class Platform:
     passthrough: str | None = None
     """The platform's own submit command that arguments after ``--`` go to (``osmo workflow submit``);
     ``None``: the platform has none, and such arguments are refused."""
+    distributed: bool = False
+    """Whether it runs jobs of more than one process (``--nodes``, ``--gpus``); others are refused."""
 
 
 class Catalog:
