@@ -56,6 +56,10 @@ def robotrain_add_options(options: OptionRegistry) -> None:
                terraform="azureml_workspace.name", commands=EVERY_COMMAND),
         Option("timeout", "stop the job after this long: seconds, or whole numbers with d/h/m/s "
                "such as 23h or 1h30m (default: the workload's)", env="ROBOTRAIN_TIMEOUT"),
+        Option("nodes", "machines the job trains on (distributed training; default 1)", kind=int,
+               env="ROBOTRAIN_NODES", minimum=1),
+        Option("gpus", "GPUs per machine, one training process each (default: the workload's, 1; "
+               "0 for a CPU-only job)", kind=int, env="ROBOTRAIN_GPUS", minimum=0),
         Option("env", "KEY=VALUE added to the job's environment (repeat the flag); not for secrets",
                kind=list),
         Option("python", "interpreter command for the training entry point in the job's container "

@@ -19,7 +19,7 @@ from invoke.program import Program
 from invoke.tasks import Task
 
 from robotrain import __version__
-from robotrain.common_options import apply_common_options, check_passthrough
+from robotrain.common_options import apply_common_options, check_distributed, check_passthrough
 from robotrain.errors import UserError
 from robotrain.history import find_platform, record_submission
 from robotrain.options import Option
@@ -126,6 +126,7 @@ def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any
     check_passthrough(plugins.platforms.items[platform], settings)  # type: ignore[arg-type]
     job = plugins.hook.robotrain_build_job(workload=workload, settings=settings)
     job = apply_common_options(job, settings)
+    check_distributed(plugins.platforms.items[platform], job)  # type: ignore[arg-type]
     if dry_run:
         spec = plugins.hook.robotrain_render_job(platform=platform, job=job, settings=settings)
         if spec is None:

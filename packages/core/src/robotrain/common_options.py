@@ -7,6 +7,7 @@ and arguments after ``--`` go to the platform's own submit command where it has 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from robotrain.errors import UserError
 from robotrain.job import CHECKPOINT_OUTPUT_VARIABLE, JobSpec
@@ -78,9 +79,33 @@ def check_passthrough(platform: Platform, settings: Settings) -> None:
         )
 
 
+def processes_per_node(settings: Settings) -> int:
+    """Training processes per machine: one per GPU (``--gpus``), one for a CPU-only job."""
+    return max(int(settings.get("gpus", 1)), 1)
+
+
+def world_size(settings: Settings) -> int:
+    """All training processes of the job: ``--nodes`` × processes per node."""
+    return int(settings.get("nodes", 1)) * processes_per_node(settings)
+
+
+def check_distributed(platform: Platform, job: JobSpec) -> None:
+    """A job of more than one process needs a platform that runs them."""
+    if job.world_size > 1 and not platform.distributed:
+        raise UserError(
+            f"platform {platform.name!r} cannot run a distributed job ({job.nodes} node(s) x "
+            f"{job.processes_per_node} process(es)); use --nodes 1 --gpus 1 or a platform that can"
+        )
+
+
 def apply_common_options(job: JobSpec, settings: Settings) -> JobSpec:
-    """The job with ``--timeout`` and ``--env`` applied."""
+    """The job with ``--timeout``, ``--env``, ``--nodes`` and ``--gpus`` applied."""
     changes: dict[str, object] = {}
+    if settings.get("gpus") is not None:
+        changes["resources"] = replace(job.resources, gpu=int(settings["gpus"]))
+    if settings.get("nodes") is not None or settings.get("gpus") is not None:
+        changes["nodes"] = int(settings.get("nodes", 1))
+        changes["processes_per_node"] = processes_per_node(settings)
     timeout = settings.get("timeout")
     if timeout not in (None, ""):
         changes["timeout_seconds"] = parse_duration(str(timeout))
