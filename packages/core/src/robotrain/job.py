@@ -25,6 +25,8 @@ RANK_VARIABLES = (
     "MASTER_PORT",
 )
 """What each process of a distributed job is given (the names ``torch.distributed.run`` uses)."""
+NODE_VARIABLES = ("NNODES", "NODE_RANK", "NPROC_PER_NODE", "MASTER_ADDR", "MASTER_PORT")
+"""What each node's copy of a job that ``launches_processes`` itself is given."""
 
 
 def input_variable(name: str) -> str:
@@ -127,8 +129,10 @@ class JobSpec:
       from the platform's secret store, never written into a spec.
     - ``timeout_seconds``: the job is stopped after that long (``None``: no limit).
     - ``nodes`` × ``processes_per_node`` copies of ``command`` (one per GPU), each with the
-      ``RANK_VARIABLES``; a single copy without them when both are 1. Only platforms
-      declared ``distributed`` get jobs with more than one process.
+      ``RANK_VARIABLES``; or, when ``launches_processes``, one copy per node with the
+      ``NODE_VARIABLES``, which starts its node's processes itself (e.g. ``accelerate launch``).
+      A single copy without either when the job has one process. Only platforms declared
+      ``distributed`` get jobs with more than one process.
     """
 
     workload: str
@@ -149,6 +153,8 @@ class JobSpec:
     """Machines the job runs on."""
     processes_per_node: int = 1
     """Training processes on each machine: one per GPU."""
+    launches_processes: bool = False
+    """The command starts its node's processes itself; the platform starts one copy per node."""
 
     @property
     def world_size(self) -> int:
@@ -183,6 +189,7 @@ class JobSpec:
             "tags": dict(self.tags),
             "nodes": self.nodes,
             "processes_per_node": self.processes_per_node,
+            "launches_processes": self.launches_processes,
         }
 
 
