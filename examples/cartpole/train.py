@@ -50,6 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--checkpoint-mode", default="from-scratch", choices=MODES)
     parser.add_argument("--register-checkpoint", default="", help="model name for the final checkpoint")
     parser.add_argument("--headless", action="store_true", help="accepted for the contract; always headless")
+    parser.add_argument(
+        "--distributed", action="store_true", help="one of several processes (RANK, WORLD_SIZE, MASTER_ADDR)"
+    )
     args = parser.parse_args(argv)
     if args.checkpoint_mode != "from-scratch" and not args.checkpoint_uri:
         parser.error(f"--checkpoint-mode {args.checkpoint_mode} needs --checkpoint-uri")
