@@ -34,7 +34,7 @@ def test_each_source_in_order(project: Path) -> None:
     assert values["checkpoint-mode"] == ("from-scratch", "default")
 
     (project / "robotrain.toml").write_text('terraform-dir = "infra"\n')
-    assert config(project)["resource-group"] == ("rg-from-tf", "terraform")
+    assert config(project)["resource-group"] == ("rg-from-tf", "terraform (infra/terraform.tfstate)")
 
 
 def test_pyproject_table_and_profiles(project: Path) -> None:
@@ -77,7 +77,7 @@ def test_saved_output_json(project: Path) -> None:
     }))  # fmt: skip
     assert config(project, "--terraform-outputs", "outputs.json")["workspace-name"] == (
         "mlw-saved",
-        "terraform",
+        "terraform (outputs.json)",
     )
 
 
@@ -88,15 +88,19 @@ def test_names_derived_from_tfvars(project: Path) -> None:
         'resource_prefix = "robotics"\nenvironment = "dev"\ninstance = "001"\nlocation = "westus3"\n'
     )
     values = config(project, "--terraform-dir", "infra")
-    assert values["resource-group"] == ("rg-robotics-dev-001", "terraform")
-    assert values["workspace-name"] == ("mlw-robotics-dev-001", "terraform")
+    derived = "terraform (names derived from infra/terraform.tfvars)"
+    assert values["resource-group"] == ("rg-robotics-dev-001", derived)
+    assert values["workspace-name"] == ("mlw-robotics-dev-001", derived)
 
 
 def test_state_wins_over_tfvars(project: Path) -> None:
     infra = project / "infra"
     write_state(infra, {"azureml_workspace": {"value": {"name": "mlw-state"}, "type": "object"}})
     (infra / "terraform.tfvars").write_text('resource_prefix = "a"\nenvironment = "b"\ninstance = "c"\n')
-    assert config(project, "--terraform-dir", "infra")["workspace-name"] == ("mlw-state", "terraform")
+    assert config(project, "--terraform-dir", "infra")["workspace-name"] == (
+        "mlw-state",
+        "terraform (infra/terraform.tfstate)",
+    )
 
 
 def test_subscription_from_azure_cli_profile(project: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from robotrain.hookspecs import hookimpl
 from robotrain.options import COMMANDS, Option, OptionRegistry
+from robotrain.terraform import CONVENTIONAL_DIR
 
 EVERY_COMMAND = frozenset(COMMANDS)
 
@@ -35,16 +36,17 @@ def robotrain_add_options(options: OptionRegistry) -> None:
                commands=EVERY_COMMAND),
         Option("training_dir", "training source folder to pack", default="src/training",
                env="TRAINING_DIR"),
-        Option("image", "container image (default: the workload's)", env="IMAGE"),
+        Option("image", "container image (default: the workload's)", env="IMAGE", aliases=("i",)),
         Option("job_name", "job name (default: derived from the workload)", env="JOB_NAME"),
         Option("experiment_name", "experiment to track runs under (default: the workload's)",
                env="EXPERIMENT_NAME"),
         Option("register_checkpoint", "model name for the final checkpoint (default: derived)",
-               env="REGISTER_CHECKPOINT"),
+               env="REGISTER_CHECKPOINT", aliases=("r",)),
         Option("skip_register_checkpoint", "do not register the final checkpoint", kind=bool,
                default=False),
-        Option("terraform_dir", "folder with terraform.tfstate or terraform.tfvars",
-               env="ROBOTRAIN_TERRAFORM_DIR", commands=EVERY_COMMAND),
+        Option("terraform_dir", "Terraform folder: its terraform.tfstate, `terraform output -json` "
+               "(remote state, after terraform init) or terraform.tfvars; \"\" for none",
+               default=CONVENTIONAL_DIR, env="ROBOTRAIN_TERRAFORM_DIR", commands=EVERY_COMMAND),
         Option("terraform_outputs", "saved `terraform output -json` file",
                env="ROBOTRAIN_TERRAFORM_OUTPUTS", commands=EVERY_COMMAND),
         Option("subscription_id", "Azure subscription id", env="AZURE_SUBSCRIPTION_ID",
@@ -54,6 +56,10 @@ def robotrain_add_options(options: OptionRegistry) -> None:
                terraform="resource_group.name", commands=EVERY_COMMAND),
         Option("workspace_name", "Azure ML workspace", env="AZUREML_WORKSPACE_NAME",
                terraform="azureml_workspace.name", commands=EVERY_COMMAND),
+        Option("mlflow_token_retries", "times the job's MLflow client refreshes its Azure token",
+               kind=int, default=3, env="MLFLOW_TRACKING_TOKEN_REFRESH_RETRIES", minimum=0),
+        Option("mlflow_http_timeout", "seconds the job's MLflow client waits for an HTTP answer",
+               kind=int, default=60, env="MLFLOW_HTTP_REQUEST_TIMEOUT", minimum=1),
         Option("timeout", "stop the job after this long: seconds, or whole numbers with d/h/m/s "
                "such as 23h or 1h30m (default: the workload's)", env="ROBOTRAIN_TIMEOUT"),
         Option("nodes", "machines the job trains on (distributed training; default 1)", kind=int,

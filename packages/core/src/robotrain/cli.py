@@ -42,20 +42,27 @@ class PluginOptionsTask(Task[Callable[..., Any]]):
             parameters=[p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
         )
 
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        """The task's own flags keep their first-letter short flag only when no option claims it."""
+        claimed = {alias for option in self.plugin_options for alias in option.aliases}
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names | claimed)
+        opts["names"] = [n for n in opts["names"] if len(n) > 1 or n == name[0]]
+        return opts
+
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
         arguments: list[Argument] = super().get_arguments(ignore_unknown_help)
         for option in self.plugin_options:
-            arguments.append(_argument(option.name, option.kind, _help(option)))
+            arguments.append(_argument(option.name, option.kind, _help(option), option.aliases))
             if option.negation:
                 arguments.append(_argument(option.negation, bool, f"turn off --{option.flag[2:]}"))
         return arguments
 
 
-def _argument(name: str, kind: type, help: str) -> Argument:
+def _argument(name: str, kind: type, help: str, aliases: tuple[str, ...] = ()) -> Argument:
     flag = name.replace("_", "-")
     kind = kind if kind in (bool, list) else str
     return Argument(
-        names=(flag,), attr_name=name if "_" in name else None, kind=kind, help=help,
+        names=(flag, *aliases), attr_name=name if "_" in name else None, kind=kind, help=help,
         default=[] if kind is list else None,
     )  # fmt: skip
 

@@ -21,9 +21,9 @@ from typing import Any
 
 from robotrain.options import Option, OptionRegistry
 
-FORMAT = 1
+FORMAT = 2
 KINDS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "list": list}
-FIELDS = ("name", "help", "env", "choices", "negation")
+FIELDS = ("name", "help", "env", "choices", "negation", "aliases")
 
 
 def cache_file() -> Path:
@@ -113,10 +113,11 @@ def _entry(option: Option) -> dict[str, Any]:
 def _option(entry: dict[str, Any]) -> Option:
     choices = entry["choices"]
     return Option(
-        **{field: entry[field] for field in FIELDS if field != "choices"},
+        **{field: entry[field] for field in FIELDS if field not in ("choices", "aliases")},
         kind=KINDS[entry["kind"]],
         default=entry["default"],
         choices=None if choices is None else tuple(choices),
+        aliases=tuple(entry["aliases"]),
         commands=frozenset(entry["commands"]),
     )
 

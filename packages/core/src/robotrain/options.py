@@ -18,9 +18,11 @@ TerraformLookup = Callable[["TerraformOutputs"], Any]
 class TerraformOutputs:
     """Terraform outputs by name, with dotted look-ups into their values."""
 
-    def __init__(self, values: Mapping[str, Any], sensitive: Iterable[str] = ()) -> None:
+    def __init__(self, values: Mapping[str, Any], sensitive: Iterable[str] = (), source: str = "") -> None:
         self.values = dict(values)
         self.sensitive = frozenset(sensitive)
+        self.source = source
+        """Where the outputs were read (``deploy/001-iac/terraform.tfstate``); empty when nowhere."""
 
     def get(self, path: str) -> Any:
         """``get("aks_cluster.name")`` is ``outputs.aks_cluster.value["name"]``; None when absent."""
@@ -58,15 +60,28 @@ class Option:
     """After Terraform, before the default: a (source label, look-up) pair, e.g. the Azure CLI's profile."""
     negation: str | None = None
     """For a bool option that defaults to true: the flag that turns it off (``gui`` for ``headless``)."""
+    aliases: tuple[str, ...] = ()
+    """Other names of the flag: one letter for a short flag (``"t"``: ``-t``), or a long name
+    (``"azure-subscription-id"``: ``--azure-subscription-id``), e.g. the names older scripts used."""
+    normalize: Callable[[str], str] | None = None
+    """Turns a text value into its stored spelling before ``choices`` are checked
+    (``str.lower`` makes the choices case-insensitive)."""
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The flag and its aliases as typed: ``("--task", "-t")``."""
+        return (self.flag, *(("-" if len(a) == 1 else "--") + a for a in self.aliases))
+
     def convert(self, raw: Any, origin: str) -> Any:
         """Turn a raw value (string from CLI/env, or config value) into this option's type."""
         where = f"{self.flag}" if origin == "command line" else f"{self.flag} (from {origin})"
         value = _convert(self, raw, where)
+        if self.normalize is not None and isinstance(value, str):
+            value = self.normalize(value)
         if self.choices is not None and value not in self.choices:
             raise UserError(f"{where}: {raw!r} is not one of {', '.join(self.choices)}")
         if self.minimum is not None and isinstance(value, int | float) and value < self.minimum:
@@ -110,14 +125,17 @@ class OptionRegistry:
 
     def add(self, option: Option) -> None:
         """Add an option; a second plugin adding the same name or flag is an error naming both."""
-        for key in {option.name, *([option.negation] if option.negation else [])}:
-            owner = self._owners.get(key)
+        names = [option.name, *([option.negation] if option.negation else []), *option.aliases]
+        for key in names:
+            owner = self._owners.get(key.replace("-", "_"))
             if owner is not None:
+                dashes = "-" if len(key) == 1 else "--"
                 raise UserError(
                     f"plugins {owner!r} and {self.current_plugin!r} both define option "
-                    f"--{key.replace('_', '-')}; uninstall one of them"
+                    f"{dashes}{key.replace('_', '-')}; uninstall one of them"
                 )
-            self._owners[key] = self.current_plugin
+        for key in names:
+            self._owners[key.replace("-", "_")] = self.current_plugin
         self._options[option.name] = option
 
     def owner(self, name: str) -> str:

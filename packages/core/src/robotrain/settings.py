@@ -98,6 +98,11 @@ def _apply_profile(data: dict[str, Any], profile: str | None, path: Path) -> dic
     return values | _normalise(profiles[chosen])
 
 
+def terraform_source(outputs: TerraformOutputs) -> str:
+    """The source label of a value found in Terraform: ``terraform (deploy/001-iac/terraform.tfstate)``."""
+    return f"terraform ({outputs.source})" if outputs.source else "terraform"
+
+
 class Settings:
     """Resolved settings for one command, looked up lazily by option name.
 
@@ -187,14 +192,20 @@ class Settings:
             value, sensitive = lookup(outputs), False
         if value is None:
             return None
-        return self._found(option, value, "terraform", sensitive)
+        return self._found(option, value, terraform_source(outputs), sensitive)
 
     def terraform_outputs(self) -> TerraformOutputs:
+        """The Terraform outputs (read once): ``--terraform-outputs``, else ``--terraform-dir``, whose
+        default is the conventional ``deploy/001-iac`` when the project has it."""
         if self._terraform is None:
-            directory = self.get("terraform_dir")
+            directory = self.get("terraform_dir") if "terraform_dir" in self.options else None
             saved = self.get("terraform_outputs")
+            explicit = directory is not None and self.resolve("terraform_dir").source != DEFAULT
             self._terraform = load_outputs(
-                self._path(directory) if directory else None, self._path(saved) if saved else None
+                self._path(directory) if directory else None,
+                self._path(saved) if saved else None,
+                explicit=explicit,
+                root=self.project_root.resolve(),
             )
         return self._terraform
 

@@ -33,8 +33,8 @@ def azure_environment(settings: Settings) -> dict[str, str]:
     if environment:
         environment |= {
             "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com",
-            "MLFLOW_TRACKING_TOKEN_REFRESH_RETRIES": "3",
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+            "MLFLOW_TRACKING_TOKEN_REFRESH_RETRIES": str(settings.get("mlflow_token_retries", 3)),
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(settings.get("mlflow_http_timeout", 60)),
         }
     return environment
 

@@ -20,23 +20,41 @@ ENTRY_POINT = "training/scripts/train.sh"
 MODES = tuple(mode.value for mode in CheckpointMode)
 
 
+BACKENDS = ("skrl", "rsl_rl")
+BACKEND_SPELLINGS = {"rsl-rl": "rsl_rl", "rslrl": "rsl_rl"}
+"""Other spellings of a backend that the reference ``train.sh`` accepts."""
+
+
+def normalize_backend(text: str) -> str:
+    """``RSL-RL``, ``rslrl`` → ``rsl_rl``; other values are only lower-cased."""
+    lowered = text.strip().lower()
+    return BACKEND_SPELLINGS.get(lowered, lowered)
+
+
+def normalize_mode(text: str) -> str:
+    """Checkpoint modes are case-insensitive, as in the scripts (``Warm-Start`` → ``warm-start``)."""
+    return text.strip().lower()
+
+
 @hookimpl
 def robotrain_add_options(options: OptionRegistry) -> None:
     for option in (
-        Option("task", "Isaac Lab task id", default="Isaac-Velocity-Rough-Anymal-C-v0", env="TASK"),
+        Option("task", "Isaac Lab task id", default="Isaac-Velocity-Rough-Anymal-C-v0", env="TASK",
+               aliases=("t",)),
         Option("num_envs", "parallel simulation environments", kind=int, default=2048,
-               env="NUM_ENVS", minimum=1),
+               env="NUM_ENVS", minimum=1, aliases=("n",)),
         Option("max_iterations", "training iteration limit (default: the task's)", kind=int,
-               env="MAX_ITERATIONS", minimum=1),
-        Option("backend", "training backend", default="skrl", env="TRAINING_BACKEND",
-               choices=("skrl", "rsl_rl")),
+               env="MAX_ITERATIONS", minimum=1, aliases=("m",)),
+        Option("backend", "training backend (rsl-rl and rslrl also accepted)", default="skrl",
+               env="TRAINING_BACKEND", choices=BACKENDS, normalize=normalize_backend, aliases=("b",)),
         Option("headless", "run without rendering", kind=bool, default=True, negation="gui"),
         Option("checkpoint_uri", "checkpoint to start from (runs:/RUN/PATH, models:/NAME/VERSION)",
-               env="CHECKPOINT_URI"),
-        Option("checkpoint_mode", "how to start from the checkpoint", default="from-scratch",
-               env="CHECKPOINT_MODE", choices=MODES),
+               env="CHECKPOINT_URI", aliases=("c",)),
+        Option("checkpoint_mode", "how to start from the checkpoint (any letter case)",
+               default="from-scratch", env="CHECKPOINT_MODE", choices=MODES, normalize=normalize_mode,
+               aliases=("M",)),
         Option("run_smoke_test", "run the smoke test instead of training", kind=bool,
-               default=False, env="RUN_AZURE_SMOKE_TEST"),
+               default=False, env="RUN_AZURE_SMOKE_TEST", aliases=("s",)),
     ):  # fmt: skip
         options.add(option)
 
