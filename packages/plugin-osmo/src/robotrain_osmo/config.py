@@ -1,4 +1,7 @@
-"""The OSMO options, and their values checked against OSMO's own formats before anything is sent."""
+"""The OSMO options, and their values checked against what OSMO (and Kubernetes under it) accepts.
+
+Every rule names the file of NVIDIA/OSMO it copies; the README lists them with the release.
+"""
 
 from __future__ import annotations
 
@@ -7,40 +10,74 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robotrain import Option, OptionRegistry, Resources, Settings, UserError
+from robotrain.settings import DEFAULT
 
 TRAIN = frozenset({"train"})
 TRAIN_AND_STAGE = frozenset({"train", "stage-dataset"})
 
 WORKFLOW_NAME = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$")
-SIZE = re.compile(r"^\d+(\.\d+)?(TiB|Ti|T|GiB|Gi|G|MiB|Mi|M|KiB|Ki|K|B|m)$")
-LABEL_KEY = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9_.-]*[a-zA-Z0-9])?$")
-DATASET_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+"""src/utils/job/task_common.py NamePattern (workflow and task names)."""
+MAX_WORKFLOW_NAME = 64
+"""src/utils/connectors/postgres.py: the workflow name column and its check."""
+SIZE = re.compile(r"^(?P<number>\d+(\.\d+)?)(?P<unit>TiB|Ti|T|GiB|Gi|G|MiB|Mi|M|KiB|Ki|K|B|m)$")
+"""src/utils/job/workflow.py resource spec: the units OSMO accepts for memory and storage."""
+KUBERNETES_UNIT = {"TiB": "Ti", "GiB": "Gi", "MiB": "Mi", "KiB": "Ki", "K": "Ki", "B": ""}
+"""Units OSMO accepts but passes unchanged into the pod (src/utils/job/kb_objects.py), where Kubernetes'
+resource.Quantity refuses them; the value is the Kubernetes unit to write instead."""
+LABEL_PART = re.compile(r"^[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+"""src/lib/utils/workflow_labels.py _LABEL_NAME_PATTERN: label names and values (Kubernetes rules)."""
+DNS_PREFIX = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*$"
+)
+"""src/lib/utils/workflow_labels.py _DNS_PREFIX_PATTERN: the optional ``prefix/`` of a label key."""
+DATASET_PART = re.compile(r"^[a-zA-Z0-9_-]+$")
+"""src/lib/utils/common.py DATASET_NAME_COMPONENT: dataset bucket, name and tag."""
 STORAGE_URL = re.compile(r"^(s3|gs|azure|swift|tos)://[^/\s]+(/\S*)?$")
 PRIORITIES = ("HIGH", "NORMAL", "LOW")
 PAYLOAD_MODES = ("inline", "dataset")
 MAX_LABELS = 16
-DEFAULT_TIMEOUT_SECONDS = 23 * 3600
+"""src/lib/utils/workflow_labels.py MAX_WORKFLOW_LABELS."""
+CLIENT_VERSIONS = ("6.3", "6.4")
+CREDENTIALS_HELP = (
+    "credentials a job references must exist in OSMO before it is submitted (checked with "
+    "`osmo credential list`); LeRobot jobs use hf_token (key token, for HF_TOKEN) and, with "
+    "--tracking wandb, wandb (key api_key, for WANDB_API_KEY): create them with "
+    "`osmo credential set hf_token --type GENERIC --payload token=...`"
+)
 
 
 def add_options(options: OptionRegistry) -> None:
+    size_help = (
+        "a number with a Kubernetes unit, e.g. 400Gi (Gi/Mi/Ti/Ki are powers of 2; G/M/T are "
+        "powers of 10 to Kubernetes: 400G is 400*10^9 bytes); GiB-style units are refused"
+    )
     for option in (
         Option("pool", "OSMO pool to run in (default: your OSMO profile's)", env="OSMO_POOL"),
         Option("priority", "OSMO scheduling priority: HIGH, NORMAL or LOW", env="OSMO_PRIORITY"),
-        Option("label", "workflow label KEY=VALUE (repeat the flag; at most 16)", kind=list),
-        Option("gpu", "GPUs for the task (default: the workload's)", kind=int, minimum=0),
-        Option("cpu", "CPUs for the task (default: the workload's)", kind=int, minimum=1),
-        Option("memory", "memory for the task, e.g. 400Gi (default: the workload's)"),
-        Option("storage", "local storage for the task, e.g. 200Gi (default: the workload's)"),
+        Option("label", "workflow label KEY=VALUE (repeat the flag; at most 16; needs the OSMO 6.4 "
+               "CLI; values are Kubernetes label values: no /, at most 63 characters)", kind=list),
+        Option("gpu", "GPUs for the task (default: the workload's)", kind=int, minimum=0, env="OSMO_GPU"),
+        Option("cpu", "CPUs for the task (default: the workload's)", kind=int, minimum=1, env="OSMO_CPU"),
+        Option("memory", f"memory for the task: {size_help} (default: the workload's)", env="OSMO_MEMORY"),
+        Option("storage", f"local storage for the task: {size_help} (default: the workload's)",
+               env="OSMO_STORAGE"),
         Option("payload", "how the code travels: inline (in the spec) or dataset (staged); "
-               "default: inline when it fits", choices=PAYLOAD_MODES, env="OSMO_PAYLOAD"),
-        Option("dataset_bucket", "OSMO bucket for staged datasets", default="training",
-               env="OSMO_DATASET_BUCKET", commands=TRAIN_AND_STAGE),
-        Option("dataset_name", "dataset name for the staged training code", default="training-code",
-               env="OSMO_DATASET_NAME"),
-        Option("dataset_url", "storage URL datasets go under with OSMO 6.4+ (s3://bucket/prefix)",
-               env="OSMO_DATA_URL", commands=TRAIN_AND_STAGE),
+               "default: dataset when --dataset-name/--dataset-bucket is given, else inline when it fits",
+               choices=PAYLOAD_MODES, env="OSMO_PAYLOAD"),
+        Option("payload_root", "folder in the container the code is unpacked into and run from "
+               "(default: /workspace/isaac_payload for isaaclab, /workspace/lerobot_payload for lerobot)",
+               env="PAYLOAD_ROOT"),
+        Option("dataset_bucket", "OSMO bucket for staged datasets (letters, digits, - and _)",
+               default="training", env="OSMO_DATASET_BUCKET", commands=TRAIN_AND_STAGE),
+        Option("dataset_name", "dataset name for the staged training code (letters, digits, - and _)",
+               default="training-code", env="OSMO_DATASET_NAME"),
+        Option("dataset_url", "storage URL datasets and checkpoints go under with OSMO 6.4+ "
+               "(s3://bucket/prefix)", env="OSMO_DATA_URL", commands=TRAIN_AND_STAGE),
         Option("workflow", "submit this templated OSMO workflow file instead of the generated spec",
                env="OSMO_WORKFLOW"),
+        Option("osmo_client_version", "OSMO client version to write for, 6.3 or 6.4 (default: the "
+               f"installed osmo CLI's). {CREDENTIALS_HELP}", choices=CLIENT_VERSIONS,
+               env="OSMO_CLIENT_VERSION", commands=TRAIN_AND_STAGE),
     ):  # fmt: skip
         options.add(option)
 
@@ -53,8 +90,9 @@ class OsmoConfig:
     priority: str | None
     labels: tuple[str, ...]
     resources: Resources
-    timeout: str
+    timeout_seconds: int | None
     payload_mode: str | None
+    payload_root: str | None
     dataset_bucket: str
     dataset_name: str
     dataset_url: str | None
@@ -71,13 +109,23 @@ def load_config(settings: Settings, resources: Resources, timeout_seconds: int |
         priority=check_priority(settings.get("priority")),
         labels=check_labels(settings.get("label", [])),
         resources=check_resources(settings, resources),
-        timeout=format_duration(timeout_seconds or DEFAULT_TIMEOUT_SECONDS),
-        payload_mode=settings.get("payload"),
-        dataset_bucket=check_dataset_name(settings["dataset_bucket"], "--dataset-bucket"),
-        dataset_name=check_dataset_name(settings["dataset_name"], "--dataset-name"),
+        timeout_seconds=timeout_seconds,
+        payload_mode=payload_choice(settings),
+        payload_root=check_payload_root(settings.get("payload_root")),
+        dataset_bucket=check_dataset_part(settings["dataset_bucket"], "--dataset-bucket"),
+        dataset_name=check_dataset_part(settings["dataset_name"], "--dataset-name"),
         dataset_url=check_dataset_url(settings.get("dataset_url")),
         workflow=workflow,
     )
+
+
+def payload_choice(settings: Settings) -> str | None:
+    """The payload mode asked for: ``--payload``, or dataset when a dataset name or bucket was given."""
+    chosen = settings.get("payload")
+    if chosen:
+        return str(chosen)
+    given = [name for name in ("dataset_name", "dataset_bucket") if settings.resolve(name).source != DEFAULT]
+    return "dataset" if given else None
 
 
 def check_workflow_name(name: str) -> str:
@@ -85,6 +133,11 @@ def check_workflow_name(name: str) -> str:
         raise UserError(
             f"job name {name!r} is not a valid OSMO workflow name (a letter first, then letters, "
             f"digits, - or _, not ending in - or _); set --job-name"
+        )
+    if len(name) > MAX_WORKFLOW_NAME:
+        raise UserError(
+            f"job name {name[:20]}... is {len(name)} characters; OSMO workflow names have at most "
+            f"{MAX_WORKFLOW_NAME}: set a shorter --job-name"
         )
     return name
 
@@ -98,20 +151,47 @@ def check_priority(value: str | None) -> str | None:
 
 
 def check_labels(values: list[str]) -> tuple[str, ...]:
+    """KEY=VALUE pairs whose key and value pass OSMO 6.4's workflow label rules."""
     if len(values) > MAX_LABELS:
         raise UserError(f"--label: {len(values)} labels given; OSMO allows at most {MAX_LABELS}")
-    for value in values:
-        key, sep, _ = value.partition("=")
-        if not sep or not LABEL_KEY.match(key):
-            raise UserError(f"--label: {value!r} is not KEY=VALUE (key of letters, digits, - _ .)")
+    for item in values:
+        key, sep, value = item.partition("=")
+        prefix, slash, name = key.rpartition("/")
+        if not sep or not LABEL_PART.match(name) or (slash and not DNS_PREFIX.match(prefix)):
+            raise UserError(
+                f"--label: {item!r} is not KEY=VALUE with a Kubernetes label key ([prefix/]name of "
+                f"letters, digits, - _ ., at most 63 characters)"
+            )
+        if not LABEL_PART.match(value):
+            raise UserError(
+                f"--label: value {value!r} of {key} is not a Kubernetes label value: non-empty, at most "
+                f"63 letters, digits, - _ or ., starting and ending with a letter or digit (no /)"
+            )
     return tuple(values)
 
 
-def check_size(value: str, flag: str) -> str:
-    if not SIZE.match(value):
+def check_labels_supported(labels: tuple[str, ...], version: tuple[int, int]) -> None:
+    """src/cli/workflow.py: ``submit --label`` exists from 6.4; the 6.3.1 parser exits 2."""
+    if labels and version < (6, 4):
         raise UserError(
-            f"{flag}: {value!r} is not an OSMO size; write a number with one of the units "
-            f"Ti Gi Mi Ki T G M K B (e.g. 400Gi)"
+            f"--label needs the OSMO 6.4 CLI; the installed one is {version[0]}.{version[1]}, whose "
+            f"`workflow submit` has no --label: drop --label or upgrade the osmo CLI"
+        )
+
+
+def check_size(value: str, flag: str) -> str:
+    match = SIZE.match(value)
+    if match is None:
+        raise UserError(
+            f"{flag}: {value!r} is not a size; write a number with one of the units Ti Gi Mi Ki "
+            f"(powers of 2) or T G M (powers of 10), e.g. 400Gi"
+        )
+    unit = match.group("unit")
+    if unit in KUBERNETES_UNIT:
+        fixed = match.group("number") + KUBERNETES_UNIT[unit]
+        raise UserError(
+            f"{flag}: {value!r} passes OSMO but Kubernetes refuses the unit {unit} when it creates "
+            f"the pod; write {fixed!r}"
         )
     return value
 
@@ -127,17 +207,19 @@ def check_resources(settings: Settings, defaults: Resources) -> Resources:
     )
 
 
-def format_duration(seconds: int) -> str:
-    """``82800`` → ``23h``: the largest unit that divides exactly (days shown as hours)."""
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+def check_payload_root(value: str | None) -> str | None:
+    if not value:
+        return None
+    if not value.startswith("/") or value.rstrip("/") in {"", "/osmo"} or value.startswith("/osmo/"):
+        raise UserError(
+            f"--payload-root: {value!r} must be an absolute folder outside /osmo, e.g. /workspace/payload"
+        )
+    return value.rstrip("/")
 
 
-def check_dataset_name(value: str, flag: str) -> str:
-    if not DATASET_NAME.match(value):
-        raise UserError(f"{flag}: {value!r} is not a valid OSMO name (letters, digits, - _ .)")
+def check_dataset_part(value: str, flag: str) -> str:
+    if not DATASET_PART.match(value):
+        raise UserError(f"{flag}: {value!r} is not a valid OSMO dataset name (letters, digits, - and _ only)")
     return value
 
 

@@ -14,10 +14,13 @@ from typing import Any
 from robotrain import DatasetRef, UserError
 from robotrain.payload import iter_files
 from robotrain_osmo import runner
+from robotrain_osmo.config import DATASET_PART
+from robotrain_osmo.spec import TaskInput
 
 PLATFORM = "osmo"
 STATE_FILE = "datasets.json"
 FIRST_URL_VERSION = (6, 4)
+ASSUMED_VERSION = (6, 3)
 TEXT_VERSION = re.compile(r"client version:\s*(\d+)\.(\d+)", re.IGNORECASE)
 
 
@@ -39,7 +42,7 @@ class Target:
 
 
 def client_version() -> tuple[int, int]:
-    """The installed CLI's (major, minor), from ``osmo version -t json``."""
+    """The installed CLI's (major, minor), from ``osmo version -t json`` (src/cli/version.py)."""
     output = runner.run(["version", "-t", "json"])
     try:
         client = json.loads(output)["client"]
@@ -49,6 +52,16 @@ def client_version() -> tuple[int, int]:
         if match is None:
             raise UserError("cannot read the OSMO CLI's version from `osmo version`; reinstall it") from None
         return int(match.group(1)), int(match.group(2))
+
+
+def version_for_dry_run(chosen: str | None) -> tuple[tuple[int, int], str]:
+    """The client version a dry run writes for, and where it came from (a dry run submits nothing)."""
+    if chosen:
+        major, minor = chosen.split(".")
+        return (int(major), int(minor)), "--osmo-client-version"
+    if shutil.which(runner.EXECUTABLE) is None:
+        return ASSUMED_VERSION, "assumed: no osmo CLI on PATH; set --osmo-client-version"
+    return client_version(), "the installed osmo CLI"
 
 
 def target_for(name: str, bucket: str, url: str | None, uses_url: bool) -> Target:
@@ -150,3 +163,32 @@ def _record(state_dir: Path, target: Target, digest: str, dataset: DatasetRef) -
     path = _state_path(state_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def job_input(
+    input_name: str, value: str, bucket: str, url: str | None, version: tuple[int, int], state_dir: Path
+) -> TaskInput:
+    """The task input for job input ``input_name`` = ``NAME`` or ``NAME:VERSION`` staged with stage-dataset.
+
+    6.3: a dataset input ``bucket/NAME[:VERSION]`` (no version: OSMO takes the latest). 6.4+: the URL
+    the dataset was staged to (``URL/NAME/VERSION``; without a version, the one last staged from here).
+    """
+    name, _, dataset_version = value.partition(":")
+    for part in (name, dataset_version) if dataset_version else (name,):
+        if not DATASET_PART.match(part):
+            raise UserError(
+                f"input {input_name}: {value!r} is not NAME or NAME:VERSION of a dataset staged with "
+                f"`invoke stage-dataset --platform osmo` (letters, digits, - and _)"
+            )
+    if version < FIRST_URL_VERSION:
+        return TaskInput.dataset(f"{bucket}/{value}")
+    target = target_for(name, bucket, url, uses_url=True)
+    if dataset_version:
+        return TaskInput.url(f"{target.url}/{name}/{dataset_version}")
+    entry = _load_state(state_dir).get(target.key)
+    if not isinstance(entry, dict) or not entry.get("uri"):
+        raise UserError(
+            f"input {input_name}: dataset {name} was not staged from this project under {url}; run "
+            f"`invoke stage-dataset FOLDER --name {name} --platform osmo` or give {name}:VERSION"
+        )
+    return TaskInput.url(str(entry["uri"]))

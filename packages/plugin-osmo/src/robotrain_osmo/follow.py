@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import time
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +12,7 @@ from robotrain import JobStatus, UserError
 from robotrain_osmo import runner
 
 PLATFORM = "osmo"
-POLL_ENV = "ROBOTRAIN_OSMO_POLL_SECONDS"
+QUIET_ENV = "ROBOTRAIN_OSMO_LOGS_QUIET_SECONDS"
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 STATES = {
     "PENDING": "pending",
@@ -61,22 +61,25 @@ def _tasks(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def logs(job_id: str, follow: bool, write: Callable[[str], None]) -> bool:
-    """Write the logs; with ``follow``, poll until the workflow has finished, writing only new text."""
+    """Stream ``osmo workflow logs``, each line written as it arrives.
+
+    The CLI follows the workflow until it ends (src/cli/workflow.py reads the server's stream line by
+    line). With ``follow`` that is what the user gets; without it the stream is stopped once it has been
+    quiet for a moment (what is there has been shown). Ctrl-C stops following cleanly.
+    """
     check_job_id(job_id)
-    shown = _show_new(job_id, "", write)
-    while follow:
-        finished = query(job_id).finished
-        shown = _show_new(job_id, shown, write)
-        if finished:
-            break
-        time.sleep(float(os.environ.get(POLL_ENV, "10")))
+    banner = f"Workflow {job_id} has logs:\n"
+
+    def show(line: str) -> None:
+        if line != banner:
+            write(line)
+
+    quiet = None if follow else float(os.environ.get(QUIET_ENV, "2"))
+    try:
+        runner.stream(["workflow", "logs", job_id], show, quiet_seconds=quiet)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\nrobotrain: stopped following {job_id}; the workflow keeps running\n")
     return True
-
-
-def _show_new(job_id: str, shown: str, write: Callable[[str], None]) -> str:
-    text = runner.run(["workflow", "logs", job_id])
-    write(text[len(shown) :] if text.startswith(shown) else text)
-    return text
 
 
 def cancel(job_id: str) -> JobStatus:

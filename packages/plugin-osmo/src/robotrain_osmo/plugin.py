@@ -47,8 +47,8 @@ def robotrain_submit(platform: str, job: JobSpec, settings: Settings) -> Submiss
 def robotrain_stage_dataset(platform: str, source: Path, name: str, settings: Settings) -> DatasetRef | None:
     if platform != NAME:
         return None
-    bucket = config.check_dataset_name(settings["dataset_bucket"], "--dataset-bucket")
-    dataset_name = config.check_dataset_name(name, "--name")
+    bucket = config.check_dataset_part(settings["dataset_bucket"], "--dataset-bucket")
+    dataset_name = config.check_dataset_part(name, "--name")
     url = config.check_dataset_url(settings.get("dataset_url"))
     uses_url = datasets.client_version() >= datasets.FIRST_URL_VERSION
     target = datasets.target_for(dataset_name, bucket, url, uses_url)

@@ -1,16 +1,17 @@
-"""The OSMO workflow spec generated from a robotrain job (version 2, one task)."""
+"""The OSMO workflow spec generated from a robotrain job (version 2, one task), and its YAML text."""
 
 from __future__ import annotations
 
 import base64
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from robotrain import JobSpec, Payload, UserError
+from robotrain.job import CHECKPOINT_OUTPUT, CHECKPOINT_OUTPUT_VARIABLE, input_variable
 from robotrain_osmo.config import OsmoConfig, check_workflow_name
 
 TASK_NAME = "train"
@@ -19,13 +20,21 @@ WORK_DIR = "/workspace/robotrain"
 ENTRY_SCRIPT = f"{WORK_DIR}/entry.sh"
 ARCHIVE_PATH = f"{WORK_DIR}/payload.tar.gz"
 CODE_INPUT_ENV = "ROBOTRAIN_CODE_INPUT"
-FILE_ENTRY_LIMIT = 1_000_000
-"""Bytes of one ``files:`` entry: each becomes a Kubernetes Secret (1 MiB), less room for its metadata."""
+INPUT_ROOT = "/osmo/data/input"
+"""src/utils/job/task.py TaskSpec.parse: ``{{input:N}}`` becomes ``/osmo/data/input/N``."""
+OUTPUT_TOKEN = "{{output}}"
+WORKFLOW_ID_TOKEN = "{{workflow_id}}"
+FILE_ENTRY_LIMIT = 1024 * 1024
+"""Decoded bytes of one ``files:`` entry: each is its own Kubernetes Secret (src/utils/job/kb_objects.py),
+and Kubernetes limits a Secret's decoded data to 1 MiB."""
 ENV_STRING_LIMIT = 131_072
 """Linux MAX_ARG_STRLEN: one ``NAME=value`` environment string longer than this cannot start a process."""
 PAYLOAD_ROOTS = {"isaaclab": "/workspace/isaac_payload", "lerobot": "/workspace/lerobot_payload"}
-OSMO_TOKEN = re.compile(r"\{\{(workflow_id|output|input:[A-Za-z0-9_-]+|host:[A-Za-z0-9_-]+)\}\}")
+OSMO_TOKEN = re.compile(r"\{\{(uuid|workflow_id|output|input:[^}]+|host:[^}]+)\}\}")
+"""src/utils/job/workflow.py: the tokens the service protects from Jinja (written without inner spaces)."""
 TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#")
+ARCHIVE_MARKER = "ROBOTRAIN-INLINE-ARCHIVE"
+"""Stands for the archive's base64 text until the YAML is written (see ``to_yaml``)."""
 
 
 @dataclass(frozen=True)
@@ -46,97 +55,140 @@ class DatasetCode:
 CodeDelivery = InlineCode | DatasetCode | None
 
 
-def payload_root(workload: str) -> str:
-    return PAYLOAD_ROOTS.get(workload, f"/workspace/{workload}_payload")
+@dataclass(frozen=True)
+class TaskInput:
+    """One ``inputs:`` entry and the folder its files land in inside the container."""
+
+    entry: dict[str, Any]
+    folder_below: str
+    """Below ``{{input:N}}``: ``/<dataset name>`` for a 6.3 dataset, empty for a URL."""
+
+    @classmethod
+    def dataset(cls, reference: str) -> TaskInput:
+        """A 6.3 dataset: its upload keeps each folder's basename under the dataset's name."""
+        name = reference.split("/")[-1].split(":")[0]
+        return cls({"dataset": {"name": reference}}, f"/{name}")
+
+    @classmethod
+    def url(cls, url: str) -> TaskInput:
+        return cls({"url": url}, "")
 
 
-def encoded_size(size: int) -> int:
-    return 4 * ((size + 2) // 3)
+@dataclass(frozen=True)
+class Layout:
+    """Where things go for one submission: the client version, the inputs, the checkpoint output."""
+
+    version: tuple[int, int]
+    code: CodeDelivery
+    inputs: dict[str, TaskInput] = field(default_factory=dict)
+    """Job input name → task input (after the code input, when there is one)."""
+    checkpoint_output: dict[str, Any] = field(default_factory=dict)
+    checkpoint_location: str = ""
+    """Where the checkpoint folder is kept, for people: ``dataset B/N`` or the URL."""
+
+
+def payload_root(job: JobSpec, config: OsmoConfig) -> str:
+    return config.payload_root or PAYLOAD_ROOTS.get(job.workload, f"/workspace/{job.workload}_payload")
 
 
 def fits_inline(payload: Payload) -> bool:
-    return encoded_size(payload.size) <= FILE_ENTRY_LIMIT
+    return payload.size <= FILE_ENTRY_LIMIT
 
 
 def too_large_inline(payload: Payload) -> UserError:
     return UserError(
-        f"the code archive is {payload.size / 1e6:.1f} MB ({encoded_size(payload.size) / 1e6:.1f} MB "
-        f"base64), over OSMO's 1 MiB limit for one files: entry; use --payload dataset to stage it "
-        f"as an OSMO dataset, or leave files out with .amlignore"
+        f"the code archive is {payload.size:,} bytes, over OSMO's limit of {FILE_ENTRY_LIMIT:,} bytes for "
+        f"one files: entry (a Kubernetes Secret); use --payload dataset to stage it as an OSMO dataset, "
+        f"or leave files out with .amlignore"
     )
 
 
-def render_spec(job: JobSpec, config: OsmoConfig, code: CodeDelivery) -> dict[str, Any]:
+def checkpoint_output(
+    job: JobSpec, config: OsmoConfig, version: tuple[int, int]
+) -> tuple[dict[str, Any], str]:
+    """The declared output that keeps ``{{output}}`` after the pod: a dataset (6.3) or a URL (6.4+).
+
+    src/utils/job/task.py: OutputType is DatasetInputOutput | URLInputOutput on 6.3.1, URLInputOutput
+    only from 6.4.
+    """
+    if version < (6, 4):
+        name = f"{config.dataset_bucket}/{job.name}-{CHECKPOINT_OUTPUT}"
+        return {"dataset": {"name": name}}, f"OSMO dataset {name} (a new version when the workflow ends)"
+    if not config.dataset_url:
+        raise UserError(
+            "the OSMO 6.4 CLI keeps a task's outputs only under a storage URL: set --dataset-url "
+            "(or OSMO_DATA_URL), e.g. s3://my-bucket/robotrain, so the checkpoints outlive the pod"
+        )
+    url = f"{config.dataset_url}/{CHECKPOINT_OUTPUT}/{job.name}/{WORKFLOW_ID_TOKEN}"
+    return {"url": url}, url
+
+
+def render_spec(job: JobSpec, config: OsmoConfig, layout: Layout) -> dict[str, Any]:
     """The complete workflow spec as a dict; raises UserError for anything OSMO would reject."""
-    if isinstance(code, InlineCode) and not fits_inline(code.payload):
-        raise too_large_inline(code.payload)
-    workflow: dict[str, Any] = {
-        "name": check_workflow_name(job.name),
-        "timeout": {"exec_timeout": config.timeout},
-    }
+    if isinstance(layout.code, InlineCode) and not fits_inline(layout.code.payload):
+        raise too_large_inline(layout.code.payload)
+    workflow: dict[str, Any] = {"name": check_workflow_name(job.name)}
+    if job.timeout_seconds:
+        # src/utils/job/workflow.py TimeoutSpec: an int is seconds; a string needs a unit.
+        workflow["timeout"] = {"exec_timeout": int(job.timeout_seconds)}
     resources = {k: v for k, v in vars(config.resources).items() if v is not None}
     if resources:
         workflow["resources"] = {RESOURCE_NAME: resources}
-    workflow["tasks"] = [_task(job, code, bool(resources))]
+    workflow["tasks"] = [_task(job, config, layout, bool(resources))]
     spec = {"version": 2, "workflow": workflow}
     check_rendered(spec)
     return spec
 
 
-class _SpecDumper(yaml.SafeDumper):
-    """Multi-line strings as literal blocks; YAML 1.1 booleans like ``Y`` quoted for any parser."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else '"' if value.lower() in {"y", "n"} else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_SpecDumper.add_representer(str, _represent_str)
-
-
-def to_yaml(spec: dict[str, Any]) -> str:
-    return yaml.dump(spec, Dumper=_SpecDumper, sort_keys=False, width=120)
-
-
-def _task(job: JobSpec, code: CodeDelivery, has_resources: bool) -> dict[str, Any]:
+def _task(job: JobSpec, config: OsmoConfig, layout: Layout, has_resources: bool) -> dict[str, Any]:
     task: dict[str, Any] = {"name": TASK_NAME, "image": job.image.uri}
     environment = dict(job.environment)
-    if code is None or job.payload is None:
+    environment[CHECKPOINT_OUTPUT_VARIABLE] = f"{OUTPUT_TOKEN}/{CHECKPOINT_OUTPUT}"
+    if job.payload is None or layout.code is None:
         task["command"] = list(job.command)
     else:
         task["command"] = ["bash", ENTRY_SCRIPT]
         task["args"] = list(job.command)
-    if isinstance(code, DatasetCode):
-        environment[CODE_INPUT_ENV] = "{{input:0}}"
-        task["inputs"] = [{"url": code.reference} if code.is_url else {"dataset": {"name": code.reference}}]
-    if environment:
-        task["environment"] = environment
+    inputs: list[dict[str, Any]] = []
+    if isinstance(layout.code, DatasetCode):
+        code = (
+            TaskInput.url(layout.code.reference)
+            if layout.code.is_url
+            else TaskInput.dataset(layout.code.reference)
+        )
+        environment[CODE_INPUT_ENV] = f"{{{{input:{len(inputs)}}}}}{code.folder_below}"
+        inputs.append(code.entry)
+    for name, task_input in layout.inputs.items():
+        environment[input_variable(name)] = f"{{{{input:{len(inputs)}}}}}{task_input.folder_below}"
+        inputs.append(task_input.entry)
+    if inputs:
+        task["inputs"] = inputs
+    task["outputs"] = [layout.checkpoint_output, *({"url": uri} for uri in job.outputs.values())]
+    task["environment"] = environment
     if job.secrets:
-        task["credentials"] = _credentials(job)
+        task["credentials"] = credentials(job)
     if has_resources:
         task["resource"] = RESOURCE_NAME
-    files = _files(job, code)
+    files = _files(job, config, layout.code)
     if files:
         task["files"] = files
     return task
 
 
-def _credentials(job: JobSpec) -> dict[str, dict[str, str]]:
+def credentials(job: JobSpec) -> dict[str, dict[str, str]]:
     """``credentials: {SECRET: {ENV: key}}``: OSMO fills each variable from its credential store."""
-    credentials: dict[str, dict[str, str]] = {}
+    found: dict[str, dict[str, str]] = {}
     for ref in job.secrets:
-        credentials.setdefault(ref.secret, {})[ref.env] = ref.key
-    return credentials
+        found.setdefault(ref.secret, {})[ref.env] = ref.key
+    return found
 
 
-def _files(job: JobSpec, code: CodeDelivery) -> list[dict[str, Any]]:
-    root = payload_root(job.workload)
+def _files(job: JobSpec, config: OsmoConfig, code: CodeDelivery) -> list[dict[str, Any]]:
+    root = payload_root(job, config)
     if isinstance(code, InlineCode):
-        data = base64.b64encode(code.payload.archive.read_bytes()).decode("ascii")
         return [
             {"path": ENTRY_SCRIPT, "contents": inline_entry_script(root)},
-            {"path": ARCHIVE_PATH, "contents": data, "base64": True},
+            {"path": ARCHIVE_PATH, "contents": ARCHIVE_MARKER, "base64": True},
         ]
     if isinstance(code, DatasetCode):
         return [{"path": ENTRY_SCRIPT, "contents": dataset_entry_script(root)}]
@@ -144,31 +196,23 @@ def _files(job: JobSpec, code: CodeDelivery) -> list[dict[str, Any]]:
 
 
 def inline_entry_script(root: str) -> str:
-    """Unpack the archive into the payload root and run the job's command there."""
+    """Unpack the archive (OSMO writes the decoded bytes) into the payload root and run the command."""
     return _script(
         f"payload_root={shlex.quote(root)}",
         f"archive={shlex.quote(ARCHIVE_PATH)}",
         'mkdir -p "$payload_root"',
-        'if gzip -t "$archive" 2>/dev/null; then',
-        '  tar -xzf "$archive" -C "$payload_root"',
-        "else",
-        '  base64 -d "$archive" | tar -xz -C "$payload_root"',
-        "fi",
+        'tar -xzf "$archive" -C "$payload_root"',
     )
 
 
 def dataset_entry_script(root: str) -> str:
-    """Find the staged code under the task's first input, copy it to the payload root, run there."""
+    """Copy the staged code from the task's code input to the payload root and run the command there."""
     return _script(
         f"payload_root={shlex.quote(root)}",
-        f'input_dir="${CODE_INPUT_ENV}"',
-        "source_root=",
-        'for candidate in "$input_dir" "$input_dir"/*/ "$input_dir"/*/*/; do',
-        '  if [ -d "$candidate/training" ]; then source_root="$candidate"; break; fi',
-        "done",
-        'if [ -z "$source_root" ]; then',
-        '  echo "robotrain: no training/ folder under $input_dir" >&2',
-        '  ls -la "$input_dir" >&2 || true',
+        f'source_root="${CODE_INPUT_ENV}"',
+        'if [ ! -d "$source_root/training" ]; then',
+        '  echo "robotrain: no training/ folder in $source_root" >&2',
+        '  ls -la "$source_root" >&2 || true',
         "  exit 1",
         "fi",
         'mkdir -p "$payload_root"',
@@ -177,7 +221,14 @@ def dataset_entry_script(root: str) -> str:
 
 
 def _script(*setup: str) -> str:
-    lines = ["#!/bin/bash", "set -euo pipefail", *setup, 'cd "$payload_root"', 'exec "$@"']
+    lines = [
+        "#!/bin/bash",
+        "set -euo pipefail",
+        *setup,
+        f'mkdir -p "${CHECKPOINT_OUTPUT_VARIABLE}"',
+        'cd "$payload_root"',
+        'exec "$@"',
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -188,7 +239,7 @@ def check_rendered(spec: dict[str, Any]) -> None:
         if TEMPLATE_SYNTAX.search(entry["contents"]):
             raise UserError(f"file {entry['path']} of the spec contains template syntax ({{{{, {{% or {{#)")
     for name, value in task.get("environment", {}).items():
-        if len(f"{name}={value}".encode()) > ENV_STRING_LIMIT:
+        if len(f"{name}={value}".encode()) >= ENV_STRING_LIMIT:
             raise UserError(f"environment variable {name} is over 128 KiB; a process cannot receive it")
     for text in _strings(spec, skip_files=True):
         if TEMPLATE_SYNTAX.search(OSMO_TOKEN.sub("", text)):
@@ -208,3 +259,44 @@ def _strings(value: Any, skip_files: bool = False) -> list[str]:
     if isinstance(value, list):
         return [s for item in value for s in _strings(item, skip_files)]
     return []
+
+
+_BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _SpecDumper(_BaseDumper):  # type: ignore[valid-type,misc]
+    """libyaml's emitter when present; multi-line strings as literal blocks; ``Y``/``N`` quoted."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else '"' if value.lower() in {"y", "n"} else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_SpecDumper.add_representer(str, _represent_str)
+
+
+def to_yaml(spec: dict[str, Any], archive: str | None = None) -> str:
+    """The spec as YAML; the archive marker becomes ``archive`` (base64, or a placeholder) as one
+    double-quoted scalar written directly, so the emitter never walks the megabyte of base64."""
+    text = yaml.dump(spec, Dumper=_SpecDumper, sort_keys=False, width=120)
+    if archive is not None:
+        text = text.replace(ARCHIVE_MARKER, f'"{archive}"', 1)
+    return text
+
+
+def encoded_archive(payload: Payload) -> str:
+    return base64.b64encode(payload.archive.read_bytes()).decode("ascii")
+
+
+def archive_placeholder(payload: Payload) -> str:
+    return f"<inline archive not shown: {payload.size} bytes, sha256 {payload.sha256}>"
+
+
+def archive_comment(payload: Payload) -> list[str]:
+    """What a dry run shows of the inline archive: its size, hash and file list."""
+    return [
+        f"inline payload {ARCHIVE_PATH}: {payload.size:,} bytes, sha256 {payload.sha256}, "
+        f"{len(payload.files)} files:",
+        *(f"  {name}" for name in payload.files),
+    ]

@@ -1,31 +1,49 @@
-"""A stand-in for the ``osmo`` CLI: the real argument shapes, exit codes and JSON output.
+"""A stand-in for the ``osmo`` CLI: the real argument shapes, exit codes, output and behaviour over time.
 
-It parses argv like OSMO's own argparse setup (src/cli/workflow.py, dataset.py, data.py),
-rejects what the real CLI or service rejects (login, spec rules, template syntax),
-records every call to ``$FAKE_OSMO_DIR/calls.jsonl`` and prints the real shapes.
+It parses argv like OSMO's own argparse setup for the client version it plays (``FAKE_OSMO_VERSION``,
+6.3.1 by default, or 6.4.x): src/cli/workflow.py (``submit --label`` only from 6.4), dataset.py (6.3
+only), data.py (6.4 only), credential.py. Submitted specs are rendered as the service renders them
+(src/lib/utils/workflow.py, src/utils/job/workflow.py, src/lib/utils/jinja_sandbox.py) and checked with
+the rules of osmo_spec_rules.py. Errors go where src/cli/cli.py prints them: stdout, as
+``Error message:``/``Error code:`` lines in text mode or ``{"message", "code"}`` with ``-t json``.
+``workflow logs`` streams: a workflow starts when first seen and writes one line per
+``FAKE_OSMO_LOG_INTERVAL`` seconds (default 1), ``FAKE_OSMO_LOG_LINES`` in all (default 3), after
+``FAKE_OSMO_LOG_BACKLOG`` lines it already had (default 0); it is RUNNING until its last line, then
+COMPLETED; ``logs`` prints what is there, then each new line when it is written, and ends with the workflow.
 
-Controls (environment): ``FAKE_OSMO_VERSION`` (default 6.3.1), ``FAKE_OSMO_EXIT`` (force an
-exit code), ``FAKE_OSMO_EXIT_TIMES`` (only for the first N calls), ``FAKE_OSMO_STATUSES``
-(comma list, one per query; the last one sticks), ``FAKE_OSMO_CANCEL_FAIL``.
+Other controls: ``FAKE_OSMO_EXIT`` (force an exit code), ``FAKE_OSMO_EXIT_TIMES`` (only for the first N
+calls), ``FAKE_OSMO_STATUSES`` (comma list, one per query; the last one sticks), ``FAKE_OSMO_CANCEL_FAIL``,
+``FAKE_OSMO_CREDENTIALS`` (comma list of credential names that exist; ``-`` for ``list`` failing).
+Every call is recorded in ``$FAKE_OSMO_DIR/calls.jsonl``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
-from osmo_spec_rules import OSMO_TOKEN, spec_problems, template_problems
+from jinja2 import TemplateError
+from jinja2.runtime import StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+from osmo_spec_rules import Version, kubernetes_problems, parse_version, spec_problems
 
 SERVICE = "https://osmo.example.com"
-EXIT_SUBMISSION, EXIT_USER, EXIT_SERVER, EXIT_RATE_LIMITED = 1, 2, 10, 75
-VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+EXIT_SUBMISSION, EXIT_USER, EXIT_INTERRUPTED, EXIT_SERVER, EXIT_RATE_LIMITED = 1, 2, 3, 10, 75
 STORAGE_URL = re.compile(r"^(s3|gs|azure|swift|tos)://[^/\s]+(/\S*)?$")
+# src/lib/utils/workflow.py parse_workflow_spec
+SECTION = re.compile(
+    r"^([a-zA-Z][a-zA-Z0-9_-]*):(.*?)(?=^[a-zA-Z][a-zA-Z0-9_-]*:|\Z)", re.DOTALL | re.MULTILINE
+)
+# src/utils/job/workflow.py: tokens hidden from Jinja
+PROTECTED = re.compile(r"{{(uuid|workflow_id|output|input:[^}]+|host:[^}]+)}}")
 FORCED_MESSAGES = {
     EXIT_SUBMISSION: "Workflow submit failed: the service rejected the request",
     EXIT_USER: "Invalid request",
@@ -41,6 +59,8 @@ class Fail(Exception):
 
 
 STATE = Path(os.environ.get("FAKE_OSMO_DIR", "."))
+VERSION_TEXT = os.environ.get("FAKE_OSMO_VERSION") or "6.3.1"
+VERSION: Version = parse_version(VERSION_TEXT)
 
 
 def state(name: str, default: Any) -> Any:
@@ -49,7 +69,9 @@ def state(name: str, default: Any) -> Any:
 
 
 def save(name: str, value: Any) -> None:
-    (STATE / f"{name}.json").write_text(json.dumps(value))
+    path = STATE / f"{name}.json"
+    path.with_suffix(".tmp").write_text(json.dumps(value))
+    path.with_suffix(".tmp").replace(path)
 
 
 def bump(name: str) -> int:
@@ -64,11 +86,14 @@ def storage_url(value: str) -> str:
     return value
 
 
+def _format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format-type", "-t", dest="format_type", choices=("json", "text"), default="text")
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="osmo")
     commands = main.add_subparsers(dest="group", required=True)
-    version = commands.add_parser("version")
-    version.add_argument("--format-type", "-t", dest="format_type", choices=("json", "text"), default="text")
+    _format(commands.add_parser("version"))
     workflow = commands.add_parser("workflow").add_subparsers(dest="command", required=True)
     _submit_parser(workflow.add_parser("submit"))
     validate = workflow.add_parser("validate")
@@ -76,11 +101,10 @@ def parser() -> argparse.ArgumentParser:
     for flag in ("--set", "--set-string"):
         validate.add_argument(flag, action="extend", nargs="+", default=[])
     validate.add_argument("--pool", "-p")
-    validate.add_argument("--label", action="append", dest="labels", default=[])
     query = workflow.add_parser("query")
     query.add_argument("workflow_id")
     query.add_argument("--verbose", "-v", action="store_true")
-    query.add_argument("--format-type", "-t", dest="format_type", choices=("json", "text"), default="text")
+    _format(query)
     logs = workflow.add_parser("logs")
     logs.add_argument("workflow_id")
     logs.add_argument("--task", "-t")
@@ -91,27 +115,44 @@ def parser() -> argparse.ArgumentParser:
     cancel.add_argument("workflow_ids", nargs="+")
     cancel.add_argument("--message", "-m")
     cancel.add_argument("--force", "-f", action="store_true")
-    cancel.add_argument("--format-type", "-t", dest="format_type", choices=("json", "text"), default="text")
-    _dataset_parsers(commands.add_parser("dataset").add_subparsers(dest="command", required=True))
-    data = commands.add_parser("data").add_subparsers(dest="command", required=True)
-    upload = data.add_parser("upload")
-    upload.add_argument("remote_uri", type=storage_url)
-    upload.add_argument("local_path", nargs="+")
-    upload.add_argument("--regex", "-x")
+    _format(cancel)
+    _credential_parsers(commands.add_parser("credential"))
+    if VERSION < (6, 4):  # src/cli/dataset.py: removed in 6.4
+        _dataset_parsers(commands.add_parser("dataset").add_subparsers(dest="command", required=True))
+    else:  # src/cli/data.py
+        data = commands.add_parser("data").add_subparsers(dest="command", required=True)
+        upload = data.add_parser("upload")
+        upload.add_argument("remote_uri", type=storage_url)
+        upload.add_argument("local_path", nargs="+")
+        upload.add_argument("--regex", "-x")
     return main
 
 
 def _submit_parser(submit: argparse.ArgumentParser) -> None:
+    """src/cli/workflow.py: the nargs='+' options swallow a trailing positional."""
     submit.add_argument("workflow_file")
-    submit.add_argument("--format-type", "-t", dest="format_type", choices=("json", "text"), default="text")
-    submit.add_argument("--set", action="extend", dest="set", nargs="+", default=[])
+    _format(submit)
+    submit.add_argument("--set", action="extend" if VERSION >= (6, 4) else "store", dest="set", nargs="+",
+                        default=[])  # fmt: skip  # 6.3.1: the last --set wins
     submit.add_argument("--set-string", action="extend", dest="set_string", nargs="+", default=[])
     submit.add_argument("--set-env", action="extend", dest="set_env", nargs="+", default=[])
     submit.add_argument("--dry-run", action="store_true", dest="dry")
     submit.add_argument("--pool", "-p")
     submit.add_argument("--rsync")
     submit.add_argument("--priority", type=lambda x: x.upper(), choices=["HIGH", "NORMAL", "LOW"])
-    submit.add_argument("--label", action="append", dest="labels", default=[], metavar="KEY=VALUE")
+    if VERSION >= (6, 4):
+        submit.add_argument("--label", action="append", dest="labels", default=[], metavar="KEY=VALUE")
+
+
+def _credential_parsers(credential: argparse.ArgumentParser) -> None:
+    """src/cli/credential.py: --format-type belongs to `credential`, before the subcommand."""
+    credential.add_argument("--format-type", dest="format_type", choices=("json", "text"), default="text")
+    commands = credential.add_subparsers(dest="command", required=True)
+    setter = commands.add_parser("set")
+    setter.add_argument("name")
+    setter.add_argument("--type", default="GENERIC", choices=("GENERIC", "REGISTRY", "DATA"))
+    setter.add_argument("--payload", nargs="+", default=[])
+    commands.add_parser("list")
 
 
 def _dataset_parsers(dataset: Any) -> None:
@@ -128,7 +169,7 @@ def _dataset_parsers(dataset: Any) -> None:
     info.add_argument("--all", "-a", action="store_true")
     info.add_argument("--count", "-c", type=int, default=100)
     info.add_argument("--order", "-o", choices=("asc", "desc"), default="asc")
-    info.add_argument("--format-type", "-t", dest="format_type", choices=("json", "text"), default="text")
+    _format(info)
 
 
 def logged_in() -> bool:
@@ -148,60 +189,82 @@ def forced_exit() -> int | None:
     return int(code)
 
 
-def render(text: str, values: dict[str, str]) -> str:
-    """What the service's renderer does: variables from default-values and --set*, OSMO tokens kept."""
-    protected = OSMO_TOKEN.sub(lambda m: m.group(0).replace("{{", "\0").replace("}}", "\1"), text)
-
-    def value(match: re.Match[str]) -> str:
-        if match.group(1) not in values:
-            raise Fail(EXIT_SUBMISSION, f"'{match.group(1)}' is undefined")
-        return values[match.group(1)]
-
-    rendered = VARIABLE.sub(value, protected)
-    problems = template_problems(rendered.replace("\0", "{{").replace("\1", "}}"))
-    if problems:
-        raise Fail(EXIT_SUBMISSION, f"Error rendering the workflow spec: {problems[0]}")
-    return rendered.replace("\0", "{{").replace("\1", "}}")
-
-
-def split_defaults(text: str) -> tuple[str, dict[str, Any]]:
-    """The spec without its ``default-values`` section, and that section (read before rendering)."""
-    match = re.search(r"^default-values:", text, re.MULTILINE)
-    if match is None:
-        return text, {}
-    section = yaml.safe_load(text[match.start() :]) or {}
-    return text[: match.start()], section.get("default-values") or {}
-
-
-def pairs(items: list[str]) -> dict[str, str]:
-    result = {}
-    for item in items:
+def template_data(defaults: dict[str, Any], sets: list[str], set_strings: list[str]) -> dict[str, Any]:
+    """src/utils/job/workflow.py: default-values, then --set (int, float, else string), then --set-string."""
+    data = dict(defaults)
+    for item in sets:
         key, sep, value = item.partition("=")
         if not sep:
-            raise Fail(EXIT_USER, f"{item} is not in the form <field>=<value>")
-        result[key] = value
-    return result
+            raise Fail(EXIT_USER, f"Data {item} is incorrectly formatted")
+        data[key] = _cast(value)
+    for item in set_strings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise Fail(EXIT_USER, f"Data {item} is incorrectly formatted")
+        data[key] = value
+    return data
+
+
+def _cast(value: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def render(text: str, sets: list[str], set_strings: list[str]) -> dict[str, Any]:
+    """What the service does to a submitted file: sections, Jinja (sandboxed, strict), YAML."""
+    sections: dict[str, str] = {}
+    for match in SECTION.finditer(text):
+        if match.group(1) not in {"workflow", "default-values", "version"} or match.group(1) in sections:
+            raise Fail(EXIT_USER, f'Unknown top-level key "{match.group(1)}" found in the workflow spec.')
+        sections[match.group(1)] = match.group(1) + ":" + match.group(2)
+    if "workflow" not in sections:
+        raise Fail(EXIT_USER, "Workflow spec not found.")
+    defaults = (yaml.safe_load(sections.get("default-values", "")) or {}).get("default-values") or {}
+    data = template_data(defaults, sets, set_strings)
+    body = sections["workflow"]
+    for token in PROTECTED.findall(body):
+        name = "hash" + str(int(hashlib.md5(token.strip().encode()).hexdigest(), 16))
+        data[name] = "{{" + token + "}}"
+        body = body.replace("{{" + token + "}}", "{{" + name + "}}")
+    try:
+        environment = SandboxedEnvironment(undefined=StrictUndefined)
+        rendered = environment.from_string(body).render(data)
+        spec = yaml.safe_load(rendered)
+    except (TemplateError, yaml.YAMLError) as error:
+        raise Fail(EXIT_USER, f"Error rendering the workflow spec: {error}") from None
+    if "version" in sections:
+        spec["version"] = (yaml.safe_load(sections["version"]) or {}).get("version")
+    return spec  # type: ignore[no-any-return]
 
 
 def submit(args: argparse.Namespace, record: dict[str, Any]) -> None:
     path = Path(args.workflow_file)
     if not path.is_file():
         raise Fail(EXIT_SUBMISSION, f"[Errno 2] No such file or directory: '{args.workflow_file}'")
-    for label in args.labels:
-        if "=" not in label:
-            raise Fail(EXIT_USER, f"Invalid label {label}: expected KEY=VALUE")
+    sets = args.set if isinstance(args.set, list) else []
     text = path.read_text(encoding="utf-8")
     record["spec_text"] = text
-    body, defaults = split_defaults(text)
-    values = {str(k): str(v) for k, v in defaults.items()} | pairs(args.set) | pairs(args.set_string)
-    spec = yaml.safe_load(render(render(body, values), values))
-    problems = spec_problems(spec)
+    spec = render(text, sets, args.set_string)
+    problems = spec_problems(spec, VERSION) + kubernetes_problems(spec)
     if problems:
-        raise Fail(EXIT_SUBMISSION, f"Workflow submit failed: {'; '.join(problems)}")
+        raise Fail(EXIT_USER, f"Workflow submit failed: {'; '.join(problems)}")
+    for label in getattr(args, "labels", []):
+        key, sep, value = label.partition("=")
+        problems = spec_problems({"workflow": {**spec["workflow"], "labels": {key: value}}}, VERSION)
+        if not sep or problems:
+            raise Fail(EXIT_USER, f"Invalid label {label}: {'; '.join(problems) or 'expected KEY=VALUE'}")
     record["rendered"] = spec
+    _check_credentials(spec)
+    _check_datasets(spec)
     _check_localpaths(spec, path, record)
     name = spec["workflow"]["name"]
     workflow_id = f"{name}-{bump('workflow-' + name)}"
+    record["workflow_id"] = workflow_id
+    workflow(workflow_id)
     print_json(args, {
         "name": workflow_id, "overview": f"{SERVICE}/workflows/{workflow_id}",
         "logs": f"{SERVICE}/api/workflow/{workflow_id}/logs", "spec": None, "dashboard_url": None,
@@ -209,9 +272,46 @@ def submit(args: argparse.Namespace, record: dict[str, Any]) -> None:
     })  # fmt: skip
 
 
+def _tasks(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    workflow = spec["workflow"]
+    return list(workflow.get("tasks") or []) + [
+        task for group in workflow.get("groups") or [] for task in group.get("tasks") or []
+    ]
+
+
+def known_credentials() -> set[str] | None:
+    listed = os.environ.get("FAKE_OSMO_CREDENTIALS")
+    if listed == "-":
+        return None
+    names = set(filter(None, (listed or "").split(",")))
+    return names | set(state("credentials", {}))
+
+
+def _check_credentials(spec: dict[str, Any]) -> None:
+    """Server side at submit: every named credential must exist for the user."""
+    known = known_credentials() or set()
+    for task in _tasks(spec):
+        for name in task.get("credentials") or {}:
+            if name not in known:
+                raise Fail(EXIT_USER, f"Could not find the credential {name}")
+
+
+def _check_datasets(spec: dict[str, Any]) -> None:
+    """A 6.3 dataset input must name a dataset that exists (its version too, when given)."""
+    datasets = state("datasets", {})
+    for task in _tasks(spec):
+        for item in task.get("inputs") or []:
+            if "dataset" not in item or item["dataset"].get("localpath"):
+                continue
+            name, _, version = item["dataset"]["name"].partition(":")
+            count = datasets.get(name, 0)
+            if not count or (version.isdigit() and int(version) > count):
+                raise Fail(EXIT_USER, f"Dataset {item['dataset']['name']} does not exist")
+
+
 def _check_localpaths(spec: dict[str, Any], workflow_file: Path, record: dict[str, Any]) -> None:
     uploads = []
-    for task in spec["workflow"].get("tasks") or []:
+    for task in _tasks(spec):
         for item in task.get("inputs") or []:
             localpath = (item.get("dataset") or {}).get("localpath") if "dataset" in item else None
             if localpath:
@@ -229,9 +329,37 @@ def print_json(args: argparse.Namespace, data: Any) -> None:
         print(f"Workflow ID - {data.get('name')}")
 
 
+def workflow(workflow_id: str) -> dict[str, Any]:
+    """The workflow's timeline, started when first seen."""
+    workflows = state("workflows", {})
+    if workflow_id not in workflows:
+        workflows[workflow_id] = {
+            "start": time.time(),
+            "interval": float(os.environ.get("FAKE_OSMO_LOG_INTERVAL", "1")),
+            "lines": int(os.environ.get("FAKE_OSMO_LOG_LINES", "3")),
+            "backlog": int(os.environ.get("FAKE_OSMO_LOG_BACKLOG", "0")),
+        }
+        save("workflows", workflows)
+    return workflows[workflow_id]  # type: ignore[no-any-return]
+
+
+def line_times(timeline: dict[str, Any]) -> list[float]:
+    backlog = [timeline["start"]] * timeline["backlog"]
+    later = range(1, timeline["lines"] - timeline["backlog"] + 1)
+    return backlog + [timeline["start"] + n * timeline["interval"] for n in later]
+
+
+def timeline_status(workflow_id: str) -> str:
+    return "RUNNING" if time.time() < line_times(workflow(workflow_id))[-1] else "COMPLETED"
+
+
 def query(args: argparse.Namespace) -> None:
-    statuses = (os.environ.get("FAKE_OSMO_STATUSES") or "RUNNING").split(",")
-    status = statuses[min(bump("queries") - 1, len(statuses) - 1)]
+    forced = os.environ.get("FAKE_OSMO_STATUSES")
+    if forced:
+        statuses = forced.split(",")
+        status = statuses[min(bump("queries") - 1, len(statuses) - 1)]
+    else:
+        status = timeline_status(args.workflow_id)
     task = {"name": "train", "retry_id": 0, "status": status, "start_time": "2025-01-01T00:00:00",
             "exit_code": 1 if status.startswith("FAILED") else None,
             "failure_message": "exit code 1" if status.startswith("FAILED") else None}  # fmt: skip
@@ -246,10 +374,14 @@ def query(args: argparse.Namespace) -> None:
 
 
 def logs(args: argparse.Namespace) -> None:
-    lines = 1 + int(state("queries", 0))
-    print(f"Workflow {args.workflow_id} has logs:")
-    for number in range(1, lines + 1):
-        print(f"[train] step {number}")
+    """src/cli/workflow.py _workflow_logs: a banner, then the server's stream line by line until the
+    workflow ends (the service follows a Redis stream)."""
+    print(f"Workflow {args.workflow_id} has logs:", flush=True)
+    for number, at in enumerate(line_times(workflow(args.workflow_id)), start=1):
+        wait = at - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        print(f"[train] step {number}", flush=True)
 
 
 def cancel(args: argparse.Namespace) -> None:
@@ -264,13 +396,37 @@ def cancel(args: argparse.Namespace) -> None:
             print(f"Cancel job for workflow {workflow_id} is submitted!")
 
 
+def credential(args: argparse.Namespace) -> None:
+    if args.command == "set":
+        if not args.payload or any("=" not in item for item in args.payload):
+            print("Error: Invalid payload format. Please use key=value pairs.")
+            return
+        stored = state("credentials", {})
+        stored[args.name] = sorted(item.split("=", 1)[0] for item in args.payload)
+        save("credentials", stored)
+        print(f"Set {args.type} credential {args.name}.")
+        return
+    names = known_credentials()
+    if names is None:
+        raise Fail(EXIT_SERVER, f"Server responded with status code 503 for {SERVICE}/api/credentials")
+    result = {"credentials": [{"cred_name": n, "cred_type": "GENERIC", "profile": ""} for n in sorted(names)]}
+    if args.format_type == "json":
+        print(json.dumps(result, indent=2))
+    else:
+        print("\n".join(["Name  Type  Profile  Local", *(f"{n}  GENERIC  -  N/A" for n in sorted(names))]))
+
+
 def dataset_upload(args: argparse.Namespace, record: dict[str, Any]) -> None:
+    """src/cli/dataset.py: the name is [bucket/]name[:tag] of [a-zA-Z0-9_-] (src/lib/utils/common.py)."""
+    if not re.fullmatch(r"(([a-zA-Z0-9_-]+)/)?[a-zA-Z0-9_-]+(:[a-zA-Z0-9_-]*)?", args.name):
+        raise Fail(EXIT_USER, 'Name, Tag, and Bucket can only consist of lower and upper case letters, '
+                              'numbers, "-" and "_".')  # fmt: skip
     files = []
     for item in args.path:
         path = Path(item)
         if not path.exists():
             raise Fail(EXIT_SUBMISSION, f"Path {item} does not exist")
-        base = path.parent
+        base = path.parent  # each folder keeps its basename in the dataset
         found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         files += [str(p.relative_to(base)) for p in found]
     record["uploaded_files"] = files
@@ -303,7 +459,7 @@ def data_upload(args: argparse.Namespace, record: dict[str, Any]) -> None:
 
 
 def version(args: argparse.Namespace) -> None:
-    major, minor, revision = (os.environ.get("FAKE_OSMO_VERSION") or "6.3.1").split(".")
+    major, minor, revision = VERSION_TEXT.split(".")
     if args.format_type == "json":
         client = {"major": major, "minor": minor, "revision": revision, "hash": ""}
         print(json.dumps({"client": client}, indent=2))
@@ -319,6 +475,8 @@ def dispatch(args: argparse.Namespace, record: dict[str, Any]) -> None:
     forced = forced_exit()
     if forced is not None:
         raise Fail(forced, FORCED_MESSAGES.get(forced, "forced failure"))
+    if args.group == "credential":
+        return credential(args)
     handlers: dict[tuple[str, str], Any] = {
         ("workflow", "submit"): lambda: submit(args, record),
         ("workflow", "query"): lambda: query(args),
@@ -334,21 +492,30 @@ def dispatch(args: argparse.Namespace, record: dict[str, Any]) -> None:
     return handler()  # type: ignore[no-any-return]
 
 
+def report(failure: Fail, args: argparse.Namespace | None) -> None:
+    """src/cli/cli.py: on stdout, JSON with -t json, else Error message / Error code lines."""
+    if args is not None and getattr(args, "format_type", "text") == "json":
+        print(json.dumps({"message": str(failure), "code": failure.code}, indent=2))
+    else:
+        print("Error message:", failure)
+        print("Error code:", failure.code)
+
+
 def main() -> int:
     STATE.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"argv": sys.argv[1:]}
+    record: dict[str, Any] = {"argv": sys.argv[1:], "version": VERSION_TEXT}
     code = 0
+    args = None
     try:
         args = parser().parse_args(sys.argv[1:])
         dispatch(args, record)
     except SystemExit as exit_:
         code = int(exit_.code or 0)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
     except Fail as failure:
         code = failure.code
-        if "-t" in sys.argv or "--format-type" in sys.argv:
-            print(json.dumps({"message": str(failure), "code": code}))
-        else:
-            print(str(failure), file=sys.stderr)
+        report(failure, args)
     record["exit"] = code
     with (STATE / "calls.jsonl").open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")

@@ -1,6 +1,7 @@
-"""The rules an OSMO workflow spec must obey (reference/osmo.md), as checks returning problems.
+"""The rules a rendered OSMO workflow spec must obey, per client/service version, as checks returning problems.
 
-Used by the stand-in ``osmo`` (which rejects a spec that breaks them, as the real
+Each rule cites the NVIDIA/OSMO file it copies (release 6.3.1 and the 6.4 line; read with
+``git show 6.3.1:PATH``). Used by the stand-in ``osmo`` (which refuses a spec that breaks them, as the
 service does) and by the tests that inspect generated specs.
 """
 
@@ -9,59 +10,115 @@ from __future__ import annotations
 import re
 from typing import Any
 
+Version = tuple[int, int]
+
+# src/utils/job/task_common.py NamePattern (workflow, group and task names).
 NAME = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$")
+# src/utils/connectors/postgres.py WorkflowConfig.max_name_length.
+MAX_NAME_LENGTH = 64
+# src/utils/connectors/... ResourceSpec (memory/storage): number and one of these units.
 SIZE = re.compile(r"^\d+(\.\d+)?(T|Ti|TiB|G|Gi|GiB|M|Mi|MiB|K|Ki|KiB|B|m)$")
-DURATION = re.compile(r"^(\d+)(d|h|m|s|ms|us)?$")
+# Kubernetes resource.Quantity: the same value goes unchanged into the pod (src/utils/job/kb_objects.py).
+KUBERNETES_QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$")
+# src/lib/utils/common.py to_timedelta / _convert_str_to_time: an integer with one of these units.
+DURATION = re.compile(r"^(\d+)(d|h|m|s|ms|us)$")
+ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 0.000001}
-OSMO_TOKEN = re.compile(r"\{\{(workflow_id|output|input:[A-Za-z0-9_-]+|host:[A-Za-z0-9_-]+)\}\}")
-TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#")
-TOP_LEVEL = {"workflow", "default-values", "version"}
-WORKFLOW_KEYS = {"name", "labels", "pool", "timeout", "tasks", "groups", "resources"}
+# src/utils/job/workflow.py: the tokens protected from Jinja; src/utils/job/task.py TaskSpec.parse
+# substitutes them (with optional inner spaces) in the whole task, files included.
+OSMO_TOKEN = re.compile(r"\{\{(uuid|workflow_id|output|input:[^}]+|host:[^}]+)\}\}")
+TOP_LEVEL = {"workflow", "default-values", "version"}  # src/lib/utils/workflow.py parse_workflow_spec
+WORKFLOW_KEYS_63 = {"name", "pool", "timeout", "tasks", "groups", "resources", "backend"}
+WORKFLOW_KEYS_64 = WORKFLOW_KEYS_63 | {"labels"}  # src/utils/job/workflow.py WorkflowSpec (6.4 adds labels)
 TIMEOUT_KEYS = {"exec_timeout", "queue_timeout"}
-RESOURCE_KEYS = {"gpu", "cpu", "memory", "storage"}
+RESOURCE_KEYS = {"gpu", "cpu", "memory", "storage", "platform", "nodesExcluded"}
 TASK_KEYS = {
     "name", "image", "command", "args", "environment", "files", "inputs", "outputs", "credentials",
-    "resource", "exitActions", "privileged", "hostNetwork",
-}  # fmt: skip
+    "resource", "exitActions", "privileged", "hostNetwork", "lead", "volumeMounts", "checkpoint",
+    "downloadType", "cacheSize", "backend",
+}  # fmt: skip  # src/utils/job/task.py TaskSpec (extra='forbid')
 FILE_KEYS = {"path", "contents", "base64", "localpath"}
+# Kubernetes Secret: 1 MiB of decoded data; each files: entry is one Secret (src/utils/job/kb_objects.py).
 FILE_ENTRY_LIMIT = 1024 * 1024
-ENV_STRING_LIMIT = 131_072
+ENV_STRING_LIMIT = 131_072  # Linux MAX_ARG_STRLEN: the pod cannot start a process with a longer NAME=value
 MAX_TASKS = 20
+MAX_TIMEOUT_SECONDS = 60 * 86400  # default pool max_exec_timeout: values above are capped, not refused
+# src/lib/utils/common.py DATASET_BUCKET_NAME_TAG_IN_WORKFLOW_REGEX ({ and } allowed for templates).
+DATASET_IN_WORKFLOW = re.compile(r"^(([a-zA-Z0-9_{}-]+)/)?[a-zA-Z0-9_{}-]+(:[a-zA-Z0-9_{}-]*)?$")
+# src/lib/utils/workflow_labels.py
+LABEL_NAME = re.compile(r"^[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 MAX_LABELS = 16
-MAX_TIMEOUT = 60 * 86400
 
 
-def template_problems(text: str) -> list[str]:
-    """Template syntax other than OSMO's own tokens: the server's Jinja2 renderer would fail on it."""
-    remaining = OSMO_TOKEN.sub("", text)
-    return [f"template syntax left in the spec: {m.group(0)!r}" for m in TEMPLATE_SYNTAX.finditer(remaining)]
+def parse_version(text: str) -> Version:
+    major, minor, *_ = text.split(".")
+    return int(major), int(minor)
 
 
-def spec_problems(spec: Any) -> list[str]:
-    """Every rule of osmo.md that ``spec`` (a parsed, rendered spec) breaks."""
+def duration_seconds(value: Any) -> float | None:
+    """src/utils/job/workflow.py TimeoutSpec.validate_timeout: numbers are seconds; strings need a unit."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value)
+    match = DURATION.match(text)
+    if match:
+        return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
+    iso = ISO_DURATION.match(text)
+    if iso and any(iso.groups()):
+        days, hours, minutes, seconds = (float(g or 0) for g in iso.groups())
+        return days * 86400 + hours * 3600 + minutes * 60 + seconds
+    return None
+
+
+def label_problems(labels: Any) -> list[str]:
+    """src/lib/utils/workflow_labels.py validate_workflow_labels."""
+    if not isinstance(labels, dict):
+        return ["Workflow labels must be a map of string keys to string values."]
+    problems = [f"Workflows can have at most {MAX_LABELS} labels."] if len(labels) > MAX_LABELS else []
+    for key, value in labels.items():
+        name = str(key).split("/")[-1]
+        if not LABEL_NAME.match(name) or str(key).count("/") > 1:
+            problems.append(f'Workflow label key "{key}" is not a valid Kubernetes label key.')
+        if not isinstance(value, str) or not LABEL_NAME.match(value):
+            problems.append(
+                f'Workflow label value "{value}" is not a valid non-empty Kubernetes label value.'
+            )
+    return problems
+
+
+def spec_problems(spec: Any, version: Version = (6, 3)) -> list[str]:
+    """Every rule that ``spec`` (parsed after rendering) breaks on a service of ``version``."""
     if not isinstance(spec, dict):
         return ["the spec is not a mapping"]
-    problems = [f"unknown top-level key {k!r}" for k in spec if k not in TOP_LEVEL]
+    problems = [
+        f'Unknown top-level key "{k}" found in the workflow spec.' for k in spec if k not in TOP_LEVEL
+    ]
     if "version" in spec and spec["version"] != 2:
         problems.append("version must be 2")
     workflow = spec.get("workflow")
     if not isinstance(workflow, dict):
-        return [*problems, "workflow is missing"]
-    return problems + _workflow_problems(workflow)
+        return [*problems, "Workflow spec not found."]
+    return problems + _workflow_problems(workflow, version)
 
 
-def _workflow_problems(workflow: dict[str, Any]) -> list[str]:
-    problems = [f"unknown workflow key {k!r}" for k in workflow if k not in WORKFLOW_KEYS]
-    if not NAME.match(str(workflow.get("name", ""))):
-        problems.append(f"invalid workflow name {workflow.get('name')!r}")
-    if len(workflow.get("labels") or {}) > MAX_LABELS:
-        problems.append("more than 16 labels")
-    if ("tasks" in workflow) == ("groups" in workflow):
+def _workflow_problems(workflow: dict[str, Any], version: Version) -> list[str]:
+    allowed = WORKFLOW_KEYS_64 if version >= (6, 4) else WORKFLOW_KEYS_63
+    problems = [f"workflow: extra key {k!r} not permitted" for k in workflow if k not in allowed]
+    name = str(workflow.get("name", ""))
+    if not NAME.match(name):
+        problems.append(f"invalid workflow name {name!r}")
+    if len(name) > MAX_NAME_LENGTH:
+        problems.append(f"Workflow name {name} is longer than {MAX_NAME_LENGTH} characters")
+    if "labels" in workflow and version >= (6, 4):
+        problems += label_problems(workflow["labels"])
+    if bool(workflow.get("tasks")) == bool(workflow.get("groups")):
         problems.append("exactly one of tasks / groups is required")
     problems += _timeout_problems(workflow.get("timeout") or {})
     resources = workflow.get("resources") or {}
-    for name, resource in resources.items():
-        problems += _resource_problems(name, resource)
+    for resource_name, resource in resources.items():
+        problems += _resource_problems(resource_name, resource)
     tasks = list(workflow.get("tasks") or [])
     for group in workflow.get("groups") or []:
         tasks += group.get("tasks") or []
@@ -71,28 +128,24 @@ def _workflow_problems(workflow: dict[str, Any]) -> list[str]:
     if len(set(names)) != len(names):
         problems.append("task names are not unique")
     for task in tasks:
-        problems += _task_problems(task, set(resources) | {"default"})
+        problems += _task_problems(task, set(resources) | {"default"}, version)
     return problems
 
 
-def duration_seconds(value: Any) -> float | None:
-    match = DURATION.match(str(value))
-    return None if match is None else int(match.group(1)) * UNIT_SECONDS[match.group(2) or "s"]
-
-
 def _timeout_problems(timeout: dict[str, Any]) -> list[str]:
-    problems = [f"unknown timeout key {k!r}" for k in timeout if k not in TIMEOUT_KEYS]
+    problems = [f"timeout: extra key {k!r} not permitted" for k in timeout if k not in TIMEOUT_KEYS]
     for key, value in timeout.items():
-        seconds = duration_seconds(value)
-        if seconds is None or seconds > MAX_TIMEOUT:
-            problems.append(f"invalid {key} {value!r}")
+        if duration_seconds(value) is None:
+            problems.append(
+                f"Cannot recognize duration: {value}. Only support ISO 8601 (e.g. PT10S) or xd, xh, xm, xs, xms, xus"
+            )
     return problems
 
 
 def _resource_problems(name: str, resource: Any) -> list[str]:
     if not isinstance(resource, dict):
         return [f"resource {name} is not a mapping"]
-    problems = [f"unknown resource key {k!r}" for k in resource if k not in RESOURCE_KEYS]
+    problems = [f"resource {name}: extra key {k!r} not permitted" for k in resource if k not in RESOURCE_KEYS]
     for key in ("gpu", "cpu"):
         if key in resource and (not isinstance(resource[key], int) or isinstance(resource[key], bool)):
             problems.append(f"resource {name}.{key} must be an integer")
@@ -102,11 +155,27 @@ def _resource_problems(name: str, resource: Any) -> list[str]:
     return problems
 
 
-def _task_problems(task: Any, resources: set[str]) -> list[str]:
+def kubernetes_problems(spec: dict[str, Any]) -> list[str]:
+    """What the service accepts but Kubernetes refuses when it creates the pod (quantities)."""
+    problems = []
+    for name, resource in (spec["workflow"].get("resources") or {}).items():
+        for key in ("memory", "storage"):
+            value = str(resource.get(key, "1Gi"))
+            if not KUBERNETES_QUANTITY.match(value):
+                problems.append(
+                    f"pod creation failed: quantities must match the regular expression "
+                    f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' (resource {name}.{key} {value!r})"
+                )
+    return problems
+
+
+def _task_problems(task: Any, resources: set[str], version: Version) -> list[str]:
     if not isinstance(task, dict):
         return ["a task is not a mapping"]
-    problems = [f"unknown task key {k!r}" for k in task if k not in TASK_KEYS]
+    problems = [f"task: extra key {k!r} not permitted" for k in task if k not in TASK_KEYS]
     problems += [f"task is missing {k}" for k in ("name", "image", "command") if not task.get(k)]
+    if not NAME.match(str(task.get("name", ""))):
+        problems.append(f"invalid task name {task.get('name')!r}")
     if not isinstance(task.get("command"), list) or not all(isinstance(c, str) for c in task["command"]):
         problems.append("command must be a non-empty list of strings")
     if task.get("resource", "default") not in resources:
@@ -116,7 +185,9 @@ def _task_problems(task: Any, resources: set[str]) -> list[str]:
     for entry in task.get("files") or []:
         problems += _file_problems(entry)
     for item in task.get("inputs") or []:
-        problems += _input_problems(item)
+        problems += _io_problems(item, version, "input")
+    for item in task.get("outputs") or []:
+        problems += _io_problems(item, version, "output")
     return problems
 
 
@@ -125,10 +196,10 @@ def _environment_problems(environment: Any) -> list[str]:
         return ["environment must be a mapping"]
     problems = []
     for name, value in environment.items():
-        if not isinstance(value, str):
+        if not isinstance(value, str | int | float | bool):
             problems.append(f"environment {name} is not a string")
-        elif len(f"{name}={value}".encode()) > ENV_STRING_LIMIT:
-            problems.append(f"environment {name} is longer than 128 KiB")
+        elif len(f"{name}={value}".encode()) >= ENV_STRING_LIMIT:
+            problems.append(f"environment {name} is longer than 128 KiB: the process cannot start")
     return problems
 
 
@@ -146,32 +217,60 @@ def _credential_problems(credentials: Any) -> list[str]:
 
 
 def _file_problems(entry: Any) -> list[str]:
+    """src/utils/job/task.py File: path not under /osmo (except output metadata); kb_objects.py Secret."""
     if not isinstance(entry, dict):
         return ["a files entry is not a mapping"]
-    problems = [f"unknown files key {k!r}" for k in entry if k not in FILE_KEYS]
+    problems = [f"files: extra key {k!r} not permitted" for k in entry if k not in FILE_KEYS]
     path = str(entry.get("path", ""))
-    if not path or path == "/osmo" or path.startswith("/osmo/"):
+    if (
+        not path
+        or path == "/osmo"
+        or (path.startswith("/osmo/") and not path.startswith("/osmo/data/output/"))
+    ):
         problems.append(f"file path {path!r} is missing or under /osmo")
-    contents = str(entry.get("contents", ""))
-    if "{{" in contents or "{%" in contents or "{#" in contents:
-        problems.append(f"file {path} contains template syntax")
-    if len(contents.encode()) > FILE_ENTRY_LIMIT:
-        problems.append(f"file {path} is over the 1 MiB Kubernetes Secret limit")
     if "base64" in entry and not isinstance(entry["base64"], bool):
         problems.append(f"file {path}: base64 must be a boolean")
+    contents = str(entry.get("contents", ""))
+    size = len(contents) * 3 // 4 - contents.count("=", -2) if entry.get("base64") else len(contents.encode())
+    if size > FILE_ENTRY_LIMIT:
+        problems.append(f"file {path}: {size} bytes is over the 1 MiB Kubernetes Secret limit")
     return problems
 
 
-def _input_problems(item: Any) -> list[str]:
+def _io_problems(item: Any, version: Version, kind: str) -> list[str]:
+    """src/utils/job/task.py InputType / OutputType: 6.3.1 has dataset, url, task (inputs) and dataset,
+    url, update_dataset (outputs); 6.4 keeps url and task inputs and url outputs only."""
     if not isinstance(item, dict):
-        return [f"input {item!r} is not a mapping"]
-    if "url" in item:
-        url_ok = isinstance(item["url"], str) and "://" in item["url"] and set(item) <= {"url", "regex"}
-        return [] if url_ok else [f"url input {item!r} is not {{url: URL[, regex: R]}}"]
-    if set(item) == {"dataset"}:
-        value = item["dataset"]
-        ok = isinstance(value, dict) and value.get("name") and set(value) <= {"name", "localpath", "regex"}
-        return [] if ok else [f"dataset input {value!r} is not {{name: bucket/name[:version]}}"]
-    if set(item) == {"task"}:
-        return []
-    return [f"input {item!r} must be one of dataset / url / task"]
+        return [f"{kind} {item!r} is not a mapping"]
+    kinds = {"input": {"url", "task", "dataset"}, "output": {"url", "dataset", "update_dataset"}}[kind]
+    if version >= (6, 4):
+        kinds = {"input": {"url", "task"}, "output": {"url"}}[kind]
+    key = next(iter(item), None)
+    if key not in kinds:
+        return [
+            f"{kind} {item!r}: one of {', '.join(sorted(kinds))} is required on {version[0]}.{version[1]}"
+        ]
+    if key == "url":
+        ok = isinstance(item["url"], str) and "://" in item["url"] and set(item) <= {"url", "regex"}
+        return [] if ok else [f"url {kind} {item!r} is not {{url: URL[, regex: R]}}"]
+    if key in {"dataset", "update_dataset"}:
+        value = item[key]
+        if set(item) != {key} or not isinstance(value, dict) or not value.get("name"):
+            return [f"dataset {kind} {value!r} is not {{name: bucket/name[:tag]}}"]
+        if not DATASET_IN_WORKFLOW.match(str(value["name"])):
+            return ['Invalid name: Name, Tag, and Bucket can only consist of lower and upper case letters, '
+                    'numbers, "-", "_", "{", and "}".']  # fmt: skip
+    return []
+
+
+def substitute_tokens(task: dict[str, Any], workflow_id: str) -> dict[str, Any]:
+    """src/utils/job/task.py TaskSpec.parse: OSMO's tokens replaced in the whole task, files included."""
+    import json
+
+    tokens = {"workflow_id": workflow_id, "output": "/osmo/data/output"}
+    for index, _ in enumerate(task.get("inputs") or []):
+        tokens[f"input:{index}"] = f"/osmo/data/input/{index}"
+    text = json.dumps(task)
+    for key, value in tokens.items():
+        text = re.sub("{{[ ]*" + re.escape(key) + "[ ]*}}", value, text)
+    return json.loads(text)  # type: ignore[no-any-return]
