@@ -6,8 +6,10 @@ and arguments after ``--`` go to the platform's own submit command where it has 
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import replace
+from typing import Any
 
 from robotrain.errors import UserError
 from robotrain.job import CHECKPOINT_OUTPUT_VARIABLE, JobSpec
@@ -21,14 +23,51 @@ _DURATION_PART = re.compile(r"(\d+)([dhms])")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_PREFIXES = ("ROBOTRAIN_", "MLFLOW_TRACKING_", "AZUREML_", "AZURE_ML_", "OSMO_")
 RESERVED_NAMES = frozenset({"PYTHON", CHECKPOINT_OUTPUT_VARIABLE, "PATH", "HOME"})
-_SECRET_NAME = re.compile(
-    r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.IGNORECASE
+SECRET_WORDS = frozenset({
+    "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "CREDENTIALS",
+    "APIKEY", "ACCESSKEY", "SECRETKEY", "PRIVATEKEY",
+})  # fmt: skip
+"""A variable whose name has one of these words (parts between ``_``) holds a secret: ``HF_TOKEN``."""
+KEY_QUALIFIERS = frozenset({"API", "ACCESS", "ACCOUNT", "PRIVATE", "SECRET", "CLIENT", "SIGNING", "MASTER"})
+"""``KEY`` after one of these words names a secret too: ``WANDB_API_KEY``, ``AZURE_CLIENT_KEY``."""
+_PLAIN_SETTING = re.compile(r"^(|true|false|yes|no|on|off|\d{1,6})$", re.IGNORECASE)
+"""Values that cannot be secrets even under such a name (``HF_HUB_DISABLE_IMPLICIT_TOKEN=1``)."""
+_SECRET_FORMATS = re.compile(
+    r"\bhf_[A-Za-z0-9]{30,}"  # Hugging Face access tokens (huggingface.co/docs/hub/security-tokens)
+    r"|\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"  # OpenAI / Anthropic API keys
+    r"|AccountKey=|SharedAccessKey=|SharedAccessSignature=|[?&]sig=[A-Za-z0-9%]{20,}"  # Azure keys, SAS
 )
-_SECRET_VALUE = re.compile(
-    r"^(ghp_|gho_|github_pat_|hf_[A-Za-z0-9]{20}|AKIA[0-9A-Z]{16}|sk-[A-Za-z0-9]{20}|xox[abpr]-"
-    r"|eyJ[A-Za-z0-9_-]{10,}\.)"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
-)
+"""Credential formats detect-secrets has no detector for; its detectors cover the rest."""
+IGNORED_DETECTORS = frozenset({"IPPublicDetector"})
+"""A public IP address is an address, not a credential."""
+
+
+def looks_like_secret(name: str, value: str) -> bool:
+    """Whether ``NAME=value`` carries a credential: by the variable's name, or by the value's format.
+
+    Formats are recognised by detect-secrets' pattern detectors (AWS, GitHub, GitLab, JWT, Slack,
+    Stripe, private keys, passwords in URLs, ...) plus the few in ``_SECRET_FORMATS``. Its entropy
+    detectors are not used: paths, task ids and hashes would look like secrets too.
+    """
+    parts = name.upper().split("_")
+    named = any(part in SECRET_WORDS for part in parts) or any(
+        part == "KEY" and before in KEY_QUALIFIERS for before, part in itertools.pairwise(parts)
+    )
+    if named and not _PLAIN_SETTING.match(value.strip()):
+        return True
+    return bool(_SECRET_FORMATS.search(value)) or _detected(value)
+
+
+def _detected(value: str) -> bool:
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.plugins.base import RegexBasedDetector
+
+    detectors: list[Any] = [
+        detector
+        for detector in get_mapping_from_secret_type_to_class().values()
+        if issubclass(detector, RegexBasedDetector) and detector.__name__ not in IGNORED_DETECTORS
+    ]  # Any: the package types its plugin classes as a Union it cannot instantiate
+    return any(any(True for _ in detector().analyze_string(value)) for detector in detectors)
 
 
 def parse_duration(text: str, flag: str = "--timeout") -> int:
@@ -55,16 +94,17 @@ def parse_env(items: list[str], job: JobSpec) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not _ENV_NAME.match(name):
-            raise UserError(f"--env: {item!r} is not KEY=VALUE (KEY of letters, digits and _)")
+            shown = f"{name!r}" if sep else "an item without ="  # the text may be a value: never shown
+            raise UserError(f"--env: {shown} is not KEY=VALUE with a KEY of letters, digits and _")
         if name in owned or name.startswith(RESERVED_PREFIXES):
             raise UserError(
                 f"--env: {name} is set by robotrain for this job; use the option that sets it "
                 f"(`invoke train --help`) instead of --env"
             )
-        if _SECRET_NAME.search(name) or _SECRET_VALUE.search(value):
+        if looks_like_secret(name, value):
             raise UserError(
-                f"--env: {name} looks like a secret; never put secrets in the job's environment, "
-                f"give the job a secret reference from the platform's secret store instead"
+                f"--env: {name} looks like a secret; secrets never go into the job's environment: keep "
+                f"it in the platform's secret store and give the job a secret reference to it"
             )
         variables[name] = value
     return variables
