@@ -14,6 +14,11 @@ the training code always receives a local folder. An unknown run or model stops
 
 Secrets: a ``SecretRef`` is filled from the variable of the same name in your
 own environment; its value is never written to job.json or the log.
+
+A job with ``timeout_seconds`` is stopped after that long and recorded as
+failed ("timed out after ..."). Ctrl-C at any step stops what was started: the
+store is never left half-built (see ``local_tracking``), a job folder whose job
+never started is removed, and a started job is recorded as canceled.
 """
 
 from __future__ import annotations
@@ -42,7 +47,16 @@ from robotrain.job import (
 )
 from robotrain.options import Option, OptionRegistry
 from robotrain.platforms import local_jobs, local_tracking
-from robotrain.platforms.local_jobs import COMPLETED, FINISHED, STARTING, LocalJob, jobs_dir
+from robotrain.platforms.local_jobs import (
+    COMPLETED,
+    FAILED,
+    FINISHED,
+    STARTING,
+    LocalJob,
+    format_duration,
+    jobs_dir,
+    test_hook,
+)
 from robotrain.registry import Platform
 from robotrain.settings import Settings
 
@@ -98,6 +112,7 @@ def robotrain_render_job(platform: str, job: JobSpec, settings: Settings) -> str
         return None
     import yaml
 
+    _check_names(job)
     local = LocalJob(jobs_dir(settings.state_dir) / "<job-id>")
     checkpoint = local.checkpoint_input if job.checkpoint.uri else None
     spec = {
@@ -117,9 +132,18 @@ def robotrain_render_job(platform: str, job: JobSpec, settings: Settings) -> str
         "checkpoint": {"uri": job.checkpoint.uri, "mode": job.checkpoint.mode.value,
                        "local_path": None if checkpoint is None else str(checkpoint)},
         "log": str(local.log),
+        "timeout": None if job.timeout_seconds is None else format_duration(job.timeout_seconds),
         "detach": bool(settings.get("detach", False)),
     }  # fmt: skip
     return yaml.safe_dump(spec, sort_keys=False, width=10**6)
+
+
+def _check_names(job: JobSpec) -> None:
+    """Names MLflow would refuse, checked before anything runs rather than when the job registers."""
+    if not job.experiment.strip():
+        raise UserError("the experiment name is empty; give one with --experiment-name or leave it out")
+    if job.checkpoint.register_as:
+        local_tracking.check_name(job.checkpoint.register_as, "model")
 
 
 @hookimpl
@@ -127,16 +151,22 @@ def robotrain_submit(platform: str, job: JobSpec, settings: Settings) -> Submiss
     if platform != NAME:
         return None
     local_tracking.require_mlflow()
+    _check_names(job)
     local = LocalJob(jobs_dir(settings.state_dir) / local_jobs.new_job_id())
+    print(f"robotrain: preparing local job {local.job_id}", flush=True)
+    local_tracking.prepare_tracking(settings.state_dir, job.experiment, job.checkpoint.register_as)
     local.root.mkdir(parents=True)
     try:
+        test_hook("job-folder-created")
         environment = _prepare(job, settings, local)
+        test_hook("job-recorded")
     except BaseException:
         shutil.rmtree(local.root, ignore_errors=True)
         raise
     process: subprocess.Popen[bytes] | None = None
     try:
         process = _spawn(local, environment)
+        test_hook("supervisor-spawned")
         _wait_until_started(local, process)
         if settings.get("detach", False):
             return _submission(local, local.read())
@@ -146,7 +176,7 @@ def robotrain_submit(platform: str, job: JobSpec, settings: Settings) -> Submiss
 
 
 def _prepare(job: JobSpec, settings: Settings, local: LocalJob) -> dict[str, str]:
-    """Resolve the checkpoint, create the experiment, unpack the code, write job.json; nothing runs yet.
+    """Resolve the checkpoint, unpack the code, write job.json; nothing runs yet.
 
     Returns the job's environment, secret values included (they are not written to job.json).
     """
@@ -155,11 +185,11 @@ def _prepare(job: JobSpec, settings: Settings, local: LocalJob) -> dict[str, str
         checkpoint = local_tracking.resolve_checkpoint(
             settings.state_dir, settings.project_root, job.checkpoint.uri, local.checkpoint_input
         )
-    local_tracking.ensure_experiment(settings.state_dir, job.experiment)
     if job.payload is not None:
         from robotrain.payload import unpack
 
         unpack(job.payload, local.workspace)
+    test_hook("workspace-unpacked")
     local.workspace.mkdir(parents=True, exist_ok=True)
     local.checkpoint_output.mkdir(parents=True, exist_ok=True)
     command = _with_local_checkpoint(job.command, job.checkpoint.uri, checkpoint)
@@ -171,6 +201,7 @@ def _prepare(job: JobSpec, settings: Settings, local: LocalJob) -> dict[str, str
         checkpoint={"uri": job.checkpoint.uri, "mode": job.checkpoint.mode.value,
                     "local_path": None if checkpoint is None else str(checkpoint)},
         environment=environment, secrets=[ref.env for ref in job.secrets],
+        timeout_seconds=job.timeout_seconds,
     )  # fmt: skip
     return environment | _secret_values(job)
 
@@ -207,10 +238,13 @@ def _wait_until_started(local: LocalJob, process: subprocess.Popen[bytes]) -> No
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while local.read().get("state") == STARTING and process.poll() is None and time.monotonic() < deadline:
         time.sleep(local_jobs.POLL_SECONDS)
-    if local.read().get("state") == STARTING:
+    with local.locked():
+        started = local.read().get("state") != STARTING
+        if not started:
+            local.write(state=FAILED, ended=time.time(), reason="the job's supervisor did not start")
+    if not started:
         process.kill()
         process.wait()
-        local.write(state="failed", ended=time.time(), reason="the job's supervisor did not start")
 
 
 def _write_stdout(text: str) -> None:
@@ -221,14 +255,14 @@ def _write_stdout(text: str) -> None:
 def _cancel_on_ctrl_c(
     local: LocalJob, process: subprocess.Popen[bytes] | None, settings: Settings
 ) -> UserError:
-    """Ctrl-C at any point after the job folder exists: stop the job, record it canceled."""
-    if "pid" in local.read():
-        local_jobs.cancel(local)
-    else:
-        if process is not None:
-            local_jobs.stop_group(process.pid)
-        local.write(state=local_jobs.CANCELED, ended=time.time(), reason="Ctrl-C before the job started")
+    """Ctrl-C at any point after the job folder exists: stop the job, record it canceled.
+
+    A supervisor that has not recorded itself sees the canceled record and never starts the command.
+    """
+    record = local_jobs.cancel(local)
     if process is not None:
+        if not isinstance(record.get("pid"), int):
+            local_jobs.stop_group(process.pid)
         process.wait()
     record_submission(settings.state_dir, _submission(local, local.read()))
     return UserError(f"local job {local.job_id} canceled (Ctrl-C); its log is {local.log}")
