@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -78,8 +81,18 @@ def _help(option: Option) -> str:
     return option.help + (f" [{'; '.join(facts)}]" if facts else "")
 
 
+INTERRUPTED = 130
+BROKEN_PIPE = 141
+"""Exit statuses of a command stopped by SIGINT (Ctrl-C) and SIGPIPE (its reader went away), as shells use."""
+
+
 def user_errors(body: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a UserError into one line on stderr and exit status 2."""
+    """Turn a UserError into one line on stderr and exit status 2.
+
+    Ctrl-C is one line too (each step undoes or records what it started), a
+    file the user cannot read or write is one line naming it, and output piped
+    into a reader that stops early (``| head``) ends quietly.
+    """
 
     @functools.wraps(body)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -87,18 +100,97 @@ def user_errors(body: Callable[..., Any]) -> Callable[..., Any]:
             return body(*args, **kwargs)
         except UserError as error:
             raise Exit(f"robotrain: error: {error}", code=2) from None
+        except KeyboardInterrupt:
+            raise Exit("robotrain: interrupted (Ctrl-C); nothing was submitted", code=INTERRUPTED) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise Exit(code=BROKEN_PIPE) from None
+        except OSError as error:
+            if error.filename is None:
+                raise
+            raise Exit(f"robotrain: error: {file_error(error)}", code=2) from None
 
     return run
 
 
-def _settings(plugins: Plugins, values: dict[str, Any], context: Context | None = None) -> Settings:
+def file_error(error: OSError) -> str:
+    """One line for a file-system error: which path, what is wrong, what to do."""
+    path = error.filename
+    if isinstance(error, PermissionError):
+        return f"permission denied: {path}; make it readable (and writable, for .robotrain/) by you"
+    if isinstance(error, IsADirectoryError):
+        return f"{path} is a folder, expected a file"
+    if isinstance(error, NotADirectoryError):
+        return f"{path} is a file, expected a folder"
+    if getattr(error, "errno", None) == errno.EROFS:
+        return f"{path} is on a read-only file system; run from a project you can write to"
+    return f"{path}: {error.strerror or error}; check that it exists and that you can read and write it"
+
+
+def _silence_stdout() -> None:
+    """After EPIPE: point stdout at /dev/null so the interpreter's final flush does not complain."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _settings(
+    plugins: Plugins, values: dict[str, Any], context: Context | None = None, warn_unknown: bool = True
+) -> Settings:
     for option in plugins.options:
         if option.kind is bool and not values.get(option.name):
             values[option.name] = None  # an absent flag says nothing; lower sources decide
         if option.negation and values.pop(option.negation, None):
             values[option.name] = False
+        if (
+            option.kind is str
+            and isinstance(values.get(option.name), str)
+            and not values[option.name].strip()
+        ):
+            raise UserError(f"{option.flag} is empty; give a value or leave the flag out")
     remainder = getattr(context, "remainder", "") if context is not None else ""
-    return plugins.settings(values, extra_args=tuple(shlex.split(remainder)))
+    settings = plugins.settings(values, extra_args=tuple(shlex.split(remainder)))
+    settings.check_config_types()
+    if warn_unknown:
+        _warn_unknown_keys(settings)
+    return settings
+
+
+def _warn_unknown_keys(settings: Settings) -> None:
+    for key in settings.unknown_config_keys():
+        print(
+            f"robotrain: warning: {settings.config.path}: unknown key {key.replace('_', '-')!r} "
+            f"(no installed plugin defines it); remove it or install the plugin that does",
+            file=sys.stderr,
+        )
+
+
+def _check_model_name(name: str | None) -> None:
+    """Refuse, before training, a model name MLflow refuses at registration.
+
+    The rule is MLflow's ``_validate_model_name`` (mlflow/utils/validation.py):
+    not blank, no ``/`` or ``:``, and not a path that normalises to another name.
+    """
+    if name is None:
+        return
+    if (
+        not name.strip()
+        or "/" in name
+        or ":" in name
+        or os.path.normpath(name) != name
+        or name.startswith("..")
+    ):
+        raise UserError(
+            f"model name {name!r} would be refused by MLflow when the checkpoint is registered; "
+            f"use letters, digits, '.', '_' and '-' (--register-checkpoint NAME)"
+        )
+
+
+def _require_folder(path: Path, what: str, fix: str) -> None:
+    """A folder setting or argument must name a folder: say so when it is a file or missing."""
+    if path.is_file():
+        raise UserError(f"{what} {path} is a file, expected a folder; {fix}")
 
 
 def _check_output(output: str) -> None:
@@ -131,8 +223,14 @@ def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any
     plugins.workloads.require(workload)
     plugins.check_applicable(settings, workload=workload, platform=platform)
     check_passthrough(plugins.platforms.items[platform], settings)  # type: ignore[arg-type]
+    training_dir = settings.path("training_dir")
+    if training_dir is not None:
+        _require_folder(
+            training_dir, "training folder", "set --training-dir to the folder with scripts/train.sh"
+        )
     job = plugins.hook.robotrain_build_job(workload=workload, settings=settings)
     job = apply_common_options(job, settings)
+    _check_model_name(job.checkpoint.register_as)
     check_distributed(plugins.platforms.items[platform], job)  # type: ignore[arg-type]
     if dry_run:
         spec = plugins.hook.robotrain_render_job(platform=platform, job=job, settings=settings)
@@ -164,6 +262,7 @@ def stage_dataset(c: Context, source: str, name: str = "", output: str = "text",
     settings = _settings(plugins, values, c)
     platform = _platform(plugins, settings)
     folder = (settings.project_root / source).resolve() if not Path(source).is_absolute() else Path(source)
+    _require_folder(folder, "dataset source", "give the folder that holds the dataset's files")
     if not folder.is_dir():
         raise UserError(f"dataset folder {source} not found; give an existing folder")
     dataset = plugins.hook.robotrain_stage_dataset(
@@ -273,7 +372,7 @@ def config(c: Context, output: str = "text", **values: Any) -> None:
     """Show every setting, its value and where it came from (sensitive values masked)."""
     _check_output(output)
     plugins = load_plugins()
-    settings = _settings(plugins, values, c)
+    settings = _settings(plugins, values, c, warn_unknown=False)
     rows = [(r.option.name.replace("_", "-"), r.shown, r.source) for r in settings.resolve_all()]
     unknown = settings.unknown_config_keys()
     if output == "json":

@@ -79,6 +79,10 @@ def _load_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path}: invalid TOML ({error})") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    except OSError as error:
+        raise UserError(f"cannot read {path} ({error.strerror}); check its permissions") from None
 
 
 def _normalise(table: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,12 +94,51 @@ def _apply_profile(data: dict[str, Any], profile: str | None, path: Path) -> dic
     values = _normalise({k: v for k, v in data.items() if k != "profiles"})
     chosen = profile or values.pop("profile", None)
     values.pop("profile", None)
+    if not isinstance(profiles, dict) or not all(isinstance(table, dict) for table in profiles.values()):
+        raise UserError(
+            f"{path}: profiles must be a table of tables ([profiles.NAME] sections), "
+            f"not {_toml_type(profiles)}"
+        )
     if chosen is None:
         return values
+    if not isinstance(chosen, str):
+        raise UserError(
+            f"{path}: profile must be a string (a name under [profiles]), not {_toml_type(chosen)}"
+        )
     if chosen not in profiles:
         known = ", ".join(sorted(profiles)) or "none defined"
         raise UserError(f"profile {chosen!r} is not in {path} (profiles: {known})")
     return values | _normalise(profiles[chosen])
+
+
+def _toml_type(value: Any) -> str:
+    """How TOML calls a parsed value's type, for messages."""
+    kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", dict: "a table",
+             list: "an array"}  # fmt: skip
+    return next((noun for kind, noun in kinds.items() if isinstance(value, kind)), "a date or time")
+
+
+CONFIG_TYPES: dict[type, tuple[tuple[type, ...], str]] = {
+    str: ((str,), "a string (in quotes)"),
+    int: ((int, str), "a whole number"),
+    float: ((int, float, str), "a number"),
+    bool: ((bool, str), "true or false"),
+}
+
+
+def _check_config_type(option: Option, raw: Any, label: str) -> Any:
+    """A config value of the wrong TOML type (``num-envs = 3.7``, ``label = 5``) is one line, not a guess."""
+    if option.kind is list:
+        items = raw if isinstance(raw, list) else [raw]
+        if all(isinstance(item, str) for item in items):
+            return raw
+        expected = "a string or an array of strings"
+    else:
+        allowed, expected = CONFIG_TYPES.get(option.kind, ((str,), "a string"))
+        if isinstance(raw, allowed) and not (isinstance(raw, bool) and bool not in allowed):
+            return raw
+    key = option.name.replace("_", "-")
+    raise UserError(f"{key} in {label}: expected {expected}, got {_toml_type(raw)} ({raw!r}); fix the value")
 
 
 def terraform_source(outputs: TerraformOutputs) -> str:
@@ -158,6 +201,12 @@ class Settings:
     def resolve_all(self) -> list[Resolved]:
         return [self.resolve(option.name) for option in self.options]
 
+    def check_config_types(self) -> None:
+        """Refuse a config value of the wrong type for its option, whether or not this command reads it."""
+        for key, raw in self.config.values.items():
+            if key in self.options:
+                _check_config_type(self.options[key], raw, self.config.label)
+
     def unknown_config_keys(self) -> list[str]:
         return sorted(key for key in self.config.values if key not in self.options and key != "profile")
 
@@ -167,7 +216,8 @@ class Settings:
         if option.env and self._environ.get(option.env, "") != "":
             return self._found(option, self._environ[option.env], f"env {option.env}")
         if option.name in self.config.values:
-            return self._found(option, self.config.values[option.name], self.config.label)
+            raw = _check_config_type(option, self.config.values[option.name], self.config.label)
+            return self._found(option, raw, self.config.label)
         if option.terraform is not None:
             found = self._from_terraform(option)
             if found is not None:
