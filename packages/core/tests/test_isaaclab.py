@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from robotrain.testing import run_cli
+from robotrain.testing import assert_one_line_error, run_cli
 from robotrain.workloads import model_name
 
 
@@ -107,3 +109,79 @@ def test_uri_with_from_scratch_is_refused(project: Path) -> None:
     result = run_cli(["train", "--dry-run", "--checkpoint-uri", "models:/m/1"], cwd=project)
     assert result.returncode == 2
     assert "from-scratch" in result.stderr
+
+
+def test_container_interpreter_is_the_images_launcher(project: Path) -> None:
+    assert dry_run_job(project)["environment"]["PYTHON"] == "/workspace/isaaclab/isaaclab.sh -p"
+
+
+def test_python_option_overrides_the_container_interpreter(project: Path) -> None:
+    job = dry_run_job(project, "--python", "/opt/conda/bin/python -u")
+    assert job["environment"]["PYTHON"] == "/opt/conda/bin/python -u"
+
+
+def test_local_platform_runs_under_its_own_interpreter(project: Path) -> None:
+    result = run_cli(
+        ["train", "--platform", "local", "--dry-run", "-o", "json", "--python", "x"], cwd=project
+    )
+    assert result.returncode == 0, result.stderr
+    spec = yaml.safe_load(json.loads(result.stdout)["spec"])
+    assert spec["environment"]["PYTHON"] == sys.executable
+
+
+SHORT_FLAGS = ["-t", "Isaac-Cartpole-v0", "-n", "64", "-m", "10", "-i", "example/isaac-lab:9", "-b", "rsl-rl",
+               "-c", "models:/m/1", "-M", "Resume", "-r", "mine", "-s"]  # fmt: skip
+LONG_FLAGS = ["--task", "Isaac-Cartpole-v0", "--num-envs", "64", "--max-iterations", "10", "--image",
+              "example/isaac-lab:9", "--backend", "rsl_rl", "--checkpoint-uri", "models:/m/1",
+              "--checkpoint-mode", "resume", "--register-checkpoint", "mine", "--run-smoke-test"]  # fmt: skip
+
+
+def test_the_scripts_short_flags(project: Path) -> None:
+    short, long = dry_run_job(project, *SHORT_FLAGS), dry_run_job(project, *LONG_FLAGS)
+    assert short == long
+    assert flag(short, "--mode") == "smoke-test"
+    assert flag(short, "--checkpoint-mode") == "resume"
+    assert short["environment"]["TRAINING_BACKEND"] == "rsl_rl"
+    assert short["image"]["uri"] == "example/isaac-lab:9"
+
+
+def test_dry_run_keeps_its_short_flag(project: Path) -> None:
+    result = run_cli(["train", "-d", "-o", "json"], cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "spec" in json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("spelling", ["rsl_rl", "rsl-rl", "rslrl", "RSL_RL", "Rsl-Rl"])
+def test_backend_spellings(project: Path, spelling: str) -> None:
+    job = dry_run_job(project, "--backend", spelling)
+    assert job["environment"]["TRAINING_BACKEND"] == "rsl_rl"
+    assert job["tags"]["framework"] == "rsl_rl"
+
+
+def test_unknown_backend_is_one_line(project: Path) -> None:
+    result = run_cli(["train", "--dry-run", "--backend", "sb3"], cwd=project)
+    assert_one_line_error(result, "--backend", "'sb3'", "skrl, rsl_rl")
+
+
+@pytest.mark.parametrize("mode", ["WARM-START", "Warm-Start", "warm-start"])
+def test_checkpoint_modes_are_case_insensitive(project: Path, mode: str) -> None:
+    job = dry_run_job(project, "--checkpoint-mode", mode, "--checkpoint-uri", "models:/m/1")
+    assert flag(job, "--checkpoint-mode") == "warm-start"
+    assert job["checkpoint"]["mode"] == "warm-start"
+
+
+def test_mlflow_settings_travel_with_the_azure_context(project: Path) -> None:
+    env = {"AZURE_SUBSCRIPTION_ID": "sub-1", "AZURE_RESOURCE_GROUP": "rg-1", "AZUREML_WORKSPACE_NAME": "ws"}
+    environment = dry_run_job(project, env=env)["environment"]
+    assert environment["MLFLOW_TRACKING_TOKEN_REFRESH_RETRIES"] == "3"
+    assert environment["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "60"
+    given = dry_run_job(project, "--mlflow-token-retries", "7", "--mlflow-http-timeout", "300", env=env)
+    assert given["environment"]["MLFLOW_TRACKING_TOKEN_REFRESH_RETRIES"] == "7"
+    assert given["environment"]["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
+    from_env = dry_run_job(project, env=env | {"MLFLOW_HTTP_REQUEST_TIMEOUT": "90"})
+    assert from_env["environment"]["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "90"
+
+
+def test_bad_mlflow_timeout_is_one_line(project: Path) -> None:
+    result = run_cli(["train", "--dry-run", "--mlflow-http-timeout", "0"], cwd=project)
+    assert_one_line_error(result, "--mlflow-http-timeout", "minimum of 1")

@@ -25,17 +25,17 @@ def pack_training_code(settings: Settings) -> Payload:
 
 def azure_environment(settings: Settings) -> dict[str, str]:
     """The Azure context the training code reads (only the values that are set)."""
+    mlflow = {  # resolved (and so checked) even when there is no Azure context to use them with
+        "MLFLOW_TRACKING_TOKEN_REFRESH_RETRIES": str(settings.get("mlflow_token_retries", 3)),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(settings.get("mlflow_http_timeout", 60)),
+    }
     environment = {
         variable: str(settings[name])
         for name, variable in AZURE_CONTEXT.items()
         if settings.get(name) and not settings.resolve(name).sensitive
     }
     if environment:
-        environment |= {
-            "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com",
-            "MLFLOW_TRACKING_TOKEN_REFRESH_RETRIES": str(settings.get("mlflow_token_retries", 3)),
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(settings.get("mlflow_http_timeout", 60)),
-        }
+        environment |= {"AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com"} | mlflow
     return environment
 
 
