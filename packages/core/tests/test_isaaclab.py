@@ -145,12 +145,6 @@ def test_the_scripts_short_flags(project: Path) -> None:
     assert short["image"]["uri"] == "example/isaac-lab:9"
 
 
-def test_dry_run_keeps_its_short_flag(project: Path) -> None:
-    result = run_cli(["train", "-d", "-o", "json"], cwd=project)
-    assert result.returncode == 0, result.stderr
-    assert "spec" in json.loads(result.stdout)
-
-
 @pytest.mark.parametrize("spelling", ["rsl_rl", "rsl-rl", "rslrl", "RSL_RL", "Rsl-Rl"])
 def test_backend_spellings(project: Path, spelling: str) -> None:
     job = dry_run_job(project, "--backend", spelling)
