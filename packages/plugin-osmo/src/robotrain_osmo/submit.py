@@ -165,7 +165,7 @@ def submit(job: JobSpec, settings: Settings) -> Submission:
     archive = job.payload if mode == "inline" and job.payload is not None else None
     text = to_yaml(spec, encoded_archive(archive) if archive else None)
     path = _write_spec(settings.state_dir, job.name, text)
-    result = runner.run_json(["workflow", "submit", *submit_arguments(str(path), config, settings)])
+    result = runner.run_json(submit_arguments(str(path), config, settings))
     submission = submission_from(result, path)
     location = layout.checkpoint_location.replace(WORKFLOW_ID_TOKEN, submission.job_id)
     print(f"robotrain: checkpoints of {submission.job_id} are kept in {location}", file=sys.stderr)
