@@ -41,7 +41,8 @@ LEROBOT_SHORT_FLAG = pytest.mark.xfail(
 )
 
 PARAMETER_TABLE = ["--task", TASK, "--num-envs", "2048", "--max-iterations", "100",
-                   "--image", "nvcr.io/nvidia/isaac-lab:2.2.0", "--backend", "rsl_rl", "--headless"]  # fmt: skip
+                   "--image", "nvcr.io/nvidia/isaac-lab:2.2.0",
+                   "--backend", "rsl_rl", "--headless"]  # fmt: skip
 
 SEED_COMMANDS = [
     # Training Guide, Quick Start: ./scripts/submit-azureml-training.sh --task ...
