@@ -7,6 +7,7 @@ import re
 from robotrain.errors import UserError
 from robotrain.job import Payload
 from robotrain.payload import code_sources, pack
+from robotrain.payload_secrets import allowed_secrets
 from robotrain.settings import Settings
 
 AZURE_CONTEXT = {
@@ -17,10 +18,15 @@ AZURE_CONTEXT = {
 
 
 def pack_training_code(settings: Settings) -> Payload:
-    """Pack the training folder (and ``common`` beside it) into ``.robotrain/payloads/``."""
+    """Pack the training folder (and ``common`` beside it) into ``.robotrain/payloads/``.
+
+    Secrets are refused unless robotrain.toml allows them; the stat cache is ``.robotrain/cache/``.
+    """
     training_dir = settings.path("training_dir")
     assert training_dir is not None
-    return pack(code_sources(training_dir), settings.state_dir / "payloads")
+    sources = code_sources(training_dir)
+    state = settings.state_dir
+    return pack(sources, state / "payloads", allowed_secrets(settings.config), state / "cache")
 
 
 def azure_environment(settings: Settings) -> dict[str, str]:
@@ -40,12 +46,11 @@ def azure_environment(settings: Settings) -> dict[str, str]:
 
 
 AZURE_CONTEXT_SOURCES = {
-    "subscription_id": "--subscription-id, AZURE_SUBSCRIPTION_ID, robotrain.toml or `az login`",
-    "resource_group": "--resource-group, AZURE_RESOURCE_GROUP, robotrain.toml or Terraform (resource_group)",
-    "workspace_name": (
-        "--workspace-name, AZUREML_WORKSPACE_NAME, robotrain.toml or Terraform (azureml_workspace)"
-    ),
+    "subscription_id": ("Azure subscription", "AZURE_SUBSCRIPTION_ID", None),
+    "resource_group": ("Azure resource group", "AZURE_RESOURCE_GROUP", "resource_group"),
+    "workspace_name": ("Azure ML workspace", "AZUREML_WORKSPACE_NAME", "azureml_workspace"),
 }
+"""Each part of the Azure context: what it is, its environment variable and its Terraform output."""
 
 
 def require_azure_context(settings: Settings, needed_for: str) -> dict[str, str]:
@@ -53,11 +58,25 @@ def require_azure_context(settings: Settings, needed_for: str) -> dict[str, str]
 
     ``needed_for`` completes "... is needed for ...", e.g. ``"MLflow tracking to Azure ML on OSMO"``.
     """
-    for name, sources in AZURE_CONTEXT_SOURCES.items():
+    for name, (part, variable, output) in AZURE_CONTEXT_SOURCES.items():
         if not settings.get(name):
-            flag = name.replace("_", " ")
-            raise UserError(f"the Azure {flag} is needed for {needed_for}; set it with {sources}")
+            flag = name.replace("_", "-")
+            where = f"--{flag}, {variable} or {flag} in robotrain.toml"
+            if output is None:
+                where += ", or log in with `az login`"
+            else:
+                where += f", or the Terraform output {output} ({_terraform_state(settings)})"
+            raise UserError(f"the {part} is needed for {needed_for}; set {where}")
     return azure_environment(settings)
+
+
+def _terraform_state(settings: Settings) -> str:
+    """What Terraform offered: the outputs read, or the folder looked in."""
+    source = settings.terraform_outputs().source
+    if source:
+        return f"not in {source}"
+    folder = settings.get("terraform_dir")
+    return f"none read from {folder}" if folder else "no Terraform folder is set: terraform-dir"
 
 
 def model_name(text: str) -> str:
