@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 from osmo_helpers import FakeOsmo
 
 from robotrain.testing import assert_one_line_error
+from robotrain_osmo import follow, runner
 
 OSMO = ["--platform", "osmo"]
 
@@ -35,19 +38,69 @@ def test_status_finds_the_platform_of_a_submitted_job(osmo: FakeOsmo, project: P
     assert result.stdout.strip() == "osmo job isaaclab-training-1: completed"
 
 
-def test_logs_once(osmo: FakeOsmo, project: Path) -> None:
-    result = osmo.run(["logs", "wf-3", *OSMO], cwd=project)
-    assert result.stdout == "Workflow wf-3 has logs:\n[train] step 1\n"
-    assert osmo.argvs() == [["workflow", "logs", "wf-3"]]
-
-
-def test_logs_follow_until_the_workflow_ends_printing_each_line_once(osmo: FakeOsmo, project: Path) -> None:
-    result = osmo.run(["logs", "wf-3", *OSMO, "--follow"], cwd=project,
-                      FAKE_OSMO_STATUSES="RUNNING,RUNNING,COMPLETED")  # fmt: skip
+def test_logs_without_follow_return_promptly_with_what_is_there(osmo: FakeOsmo, project: Path) -> None:
+    timeline = {"FAKE_OSMO_LOG_BACKLOG": "2", "FAKE_OSMO_LOG_LINES": "6", "FAKE_OSMO_LOG_INTERVAL": "3"}
+    result = osmo.run(["logs", "wf-3", *OSMO], cwd=project, ROBOTRAIN_OSMO_LOGS_QUIET_SECONDS="0.5", **timeline)
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines == ["Workflow wf-3 has logs:", *(f"[train] step {n}" for n in range(1, 5))]
-    assert [a[1] for a in osmo.argvs()].count("query") == 3
+    assert result.stdout == "[train] step 1\n[train] step 2\n"
+    status = osmo.run(["status", "wf-3", *OSMO], cwd=project, **timeline)
+    assert status.stdout.strip() == "osmo job wf-3: running", "logs returned before the workflow ended"
+
+
+def test_logs_follow_print_each_line_as_it_arrives(
+    osmo: FakeOsmo, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-in writes a line per second; the first reaches us while the workflow still runs."""
+    for key, value in osmo.env.items():
+        monkeypatch.setenv(key, value)
+    events: list[tuple[str, str]] = []
+
+    def workflow_status() -> str:
+        answer = subprocess.run(["osmo", "workflow", "query", "wf-3", "-t", "json"], capture_output=True,
+                                text=True, check=True)  # fmt: skip
+        return str(json.loads(answer.stdout)["status"])
+
+    def write(text: str) -> None:
+        events.append((text, workflow_status() if not events else ""))
+
+    assert follow.logs("wf-3", True, write) is True
+    assert [text for text, _ in events] == [f"[train] step {n}\n" for n in (1, 2, 3)]
+    assert events[0][1] == "RUNNING", "the first line arrived before the workflow ended"
+    assert workflow_status() == "COMPLETED"
+
+
+def test_ctrl_c_stops_following_cleanly(osmo: FakeOsmo, project: Path) -> None:
+    environment = {**os.environ, **osmo.env, "FAKE_OSMO_LOG_LINES": "30"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "robotrain", "logs", "wf-3", *OSMO, "--follow"], cwd=project, env=environment,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert process.stdout.readline() == "[train] step 1\n"
+    os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C: the whole foreground group
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "stopped following wf-3" in stderr and "Traceback" not in stderr
+    assert "[train] step 30" not in stdout
+
+
+@pytest.mark.parametrize(
+    ("stdout", "message"),
+    [
+        ("Error message: Workflow wf-3 not found\nError code: 404\n", "Workflow wf-3 not found"),
+        ("Error message: Workflow submit failed:\nname\n  ^\nError code: 2\n", "Workflow submit failed: name ^"),
+        ('{"message": "Invalid request", "code": 2}', "Invalid request"),
+    ],
+)
+def test_osmo_error_text_is_read_from_stdout(stdout: str, message: str) -> None:
+    """src/cli/cli.py prints errors on stdout: the user sees the message, not its last line."""
+    failed = subprocess.CompletedProcess(["osmo"], 2, stdout, "")
+    assert runner._message(failed) == message
+
+
+def test_stand_in_errors_reach_the_user_in_one_line(osmo: FakeOsmo, project: Path) -> None:
+    result = osmo.run(["logs", "wf-3", *OSMO], cwd=project, FAKE_OSMO_EXIT="2")
+    assert_one_line_error(result, "OSMO refused `osmo workflow logs`: Invalid request")
 
 
 def test_cancel_reports_the_state(osmo: FakeOsmo, project: Path) -> None:
