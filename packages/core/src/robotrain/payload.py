@@ -1,17 +1,40 @@
-"""Deterministic packing of the training code into a content-addressed archive."""
+"""Packing the training code into a content-addressed archive, with the checks staging shares.
+
+``checked_files`` walks the folders (ignore rules, no symlink out of them), reads
+each file whose stat changed since the last run in 256 KiB chunks to hash it and
+scan it for secrets (robotrain.payload_secrets), and refuses secrets in one line.
+``pack`` then reuses the archive of an identical tree, or streams a new one to a
+unique temporary file (robotrain.payload_archive) and renames it to its sha256.
+"""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import os
-import tarfile
-from collections.abc import Iterator
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from robotrain.errors import UserError
 from robotrain.job import Payload
+from robotrain.payload_archive import CHUNK, FIXED_MTIME, ChangedWhilePacking, Member, write_archive
+from robotrain.payload_cache import Known, StatCache, stat_key
+from robotrain.payload_secrets import (
+    NAME_KIND,
+    SYMLINK_KIND,
+    AllowedSecret,
+    ContentScanner,
+    Finding,
+    content_scanner,
+    has_secret_name,
+    is_allowed,
+    refusal,
+    rules_version,
+)
 
 ALWAYS_EXCLUDED = (
     # caches and build output
@@ -26,82 +49,265 @@ ALWAYS_EXCLUDED = (
     ".netrc", ".pypirc", ".git-credentials", "credentials", "credentials.json", "*.credentials",
     ".aws/", ".azure/", ".docker/config.json", "*.tfstate", "*.tfstate.*",
 )  # fmt: skip
+"""Always left out, silently; other credential-like names (payload_secrets.SECRET_FILE_NAMES) are refused."""
 IGNORE_FILES = (".amlignore", ".gitignore")
-FIXED_MTIME = 315532800  # 1980-01-01, the earliest time zip-based tools accept
+TREE_FORMAT = 1
+PROGRESS_DELAY = 2.0
+"""Seconds before a progress bar appears: quick steps never show one."""
+READERS = 2
+__all__ = ["ALWAYS_EXCLUDED", "FIXED_MTIME", "Entry", "checked_files", "iter_files", "pack", "unpack"]
 
 
-def _ignore_spec(folder: Path) -> object:
+class Entry(NamedTuple):
+    """A file that passed the checks: its name in the archive or staged folder, and its content hash."""
+
+    name: str
+    location: str
+    stat: os.stat_result
+    sha256: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
+
+    @property
+    def size(self) -> int:
+        return self.stat.st_size
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.stat.st_mode & 0o111)
+
+
+def _ignore_spec(folder: Path) -> Any:
     import pathspec
 
     lines = list(ALWAYS_EXCLUDED)
     for name in IGNORE_FILES:
         rules = folder / name
         if rules.is_file():
-            lines += rules.read_text(encoding="utf-8").splitlines()
+            try:
+                lines += rules.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError:
+                raise UserError(f"{rules} is not UTF-8 text; save it as UTF-8") from None
+            except OSError as error:
+                raise UserError(f"cannot read {rules}: {error.strerror}; fix its permissions") from None
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def iter_files(folder: Path) -> Iterator[tuple[str, Path]]:
-    """(relative posix path, path) of every file packing keeps, in sorted order."""
+def _walk(folder: Path) -> tuple[list[tuple[str, str, os.stat_result]], list[Finding]]:
+    """The files packing keeps (relative posix path, path, stat) and the symlinks that leave the folder."""
     spec = _ignore_spec(folder)
-    for directory, dirnames, filenames in os.walk(folder, followlinks=False):
-        relative_dir = Path(directory).relative_to(folder)
-        dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if not spec.match_file(f"{(relative_dir / d).as_posix()}/")  # type: ignore[attr-defined]
-        )
-        for name in sorted(filenames):
-            relative = (relative_dir / name).as_posix()
-            path = Path(directory, name)
-            if path.is_file() and not spec.match_file(relative):  # type: ignore[attr-defined]
-                yield relative, path
+    root = Path(os.path.realpath(folder))
+    files: list[tuple[str, str, os.stat_result]] = []
+    outside: list[Finding] = []
+    folders = [("", str(folder))]
+    while folders:
+        prefix, directory = folders.pop()
+        for entry in _entries(directory):
+            relative = prefix + entry.name
+            if spec.match_file(relative + "/" if entry.is_dir() else relative):
+                continue
+            if entry.is_symlink():
+                target = Path(os.path.realpath(entry.path))
+                if target != root and root not in target.parents:
+                    outside.append(Finding(Path(entry.path), None, f"{SYMLINK_KIND}, to {target}"))
+                    continue
+            if entry.is_dir(follow_symlinks=False):
+                folders.append((relative + "/", entry.path))
+            elif entry.is_file():
+                files.append((relative, entry.path, entry.stat()))
+    return sorted(files, key=lambda item: item[0]), outside
 
 
-def pack(sources: dict[str, Path], out_dir: Path) -> Payload:
+def _entries(directory: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return list(entries)
+    except OSError as error:
+        raise UserError(
+            f"cannot read folder {directory}: {error.strerror}; fix its permissions or add it to .amlignore"
+        ) from None
+
+
+def iter_files(folder: Path) -> Iterator[tuple[str, Path]]:
+    """(relative posix path, path) of every file packing keeps, sorted; refuses symlinks out of the folder."""
+    files, outside = _walk(folder)
+    if outside:
+        raise refusal(outside, f"read {folder}")
+    for relative, location, _ in files:
+        yield relative, Path(location)
+
+
+def checked_files(
+    sources: Mapping[str, Path],
+    action: str,
+    allow: Sequence[AllowedSecret] = (),
+    cache_dir: Path | None = None,
+) -> list[Entry]:
+    """Every kept file of each source folder, named ``prefix/relative`` (``relative`` for prefix ""), hashed.
+
+    Refuses, in one line naming each, files named like credentials, secrets in
+    any file's content and symlinks out of a folder, except what ``allow`` covers
+    (never a symlink). ``action`` completes "refusing to ...". With a
+    ``cache_dir``, files whose stat is unchanged are not read at all.
+    """
+    entries: list[Entry] = []
+    findings: list[Finding] = []
+    for prefix, folder in sources.items():
+        files, outside = _walk(folder)
+        findings += outside
+        cache = StatCache(cache_dir, Path(os.path.realpath(folder)), rules_version())
+        known = _known(files, cache)
+        cache.save()
+        for relative, location, stat in files:
+            result = known[relative]
+            if result.secrets:
+                findings += [Finding(Path(location), line or None, kind) for line, kind in result.secrets]
+            entries.append(
+                Entry(f"{prefix}/{relative}" if prefix else relative, location, stat, result.sha256)
+            )
+    refused = [f for f in findings if f.kind.startswith(SYMLINK_KIND) or not is_allowed(f.path, allow)]
+    if refused:
+        raise refusal(refused, action)
+    return sorted(entries, key=lambda entry: entry.name)
+
+
+def _known(files: list[tuple[str, str, os.stat_result]], cache: StatCache) -> dict[str, Known]:
+    """Each file's hash and secrets: from the cache when its stat is unchanged, else read now."""
+    known = {relative: cache.get(relative, stat) for relative, _, stat in files}
+    unread = [(relative, path, stat) for relative, path, stat in files if known[relative] is None]
+    if not unread:
+        return {relative: found for relative, found in known.items() if found is not None}
+    scanner = content_scanner()
+    with (
+        progress_bar(sum(stat.st_size for _, _, stat in unread), "checking") as advance,
+        ThreadPoolExecutor(max_workers=READERS) as pool,
+    ):
+        results = pool.map(lambda item: _check(item[0], Path(item[1]), scanner), unread)
+        for (relative, _, stat), result in zip(unread, results, strict=True):
+            cache.put(relative, stat, result)
+            known[relative] = result
+            advance(stat.st_size)
+    return {relative: found for relative, found in known.items() if found is not None}
+
+
+def _check(relative: str, path: Path, scanner: ContentScanner) -> Known:
+    """Hash and scan one file, reading it once in chunks, and check its name."""
+    digest = hashlib.sha256()
+
+    def chunks() -> Iterator[bytes]:
+        with path.open("rb") as source:
+            while chunk := source.read(CHUNK):
+                digest.update(chunk)
+                yield chunk
+
+    try:
+        stream = chunks()
+        secrets = scanner.scan_file(path, stream)
+        for _ in stream:  # the scanner stops early on binary files: finish the hash
+            pass
+    except OSError as error:
+        raise UserError(
+            f"cannot read {path}: {error.strerror}; fix its permissions or add it to .amlignore"
+        ) from None
+    named = [(0, NAME_KIND)] if has_secret_name(relative) else []
+    return Known(digest.hexdigest(), tuple(named + secrets))
+
+
+def tree_sha256(entries: Iterable[Entry]) -> str:
+    """A hash of the names, exec bits and content hashes: equal trees, equal values."""
+    lines = "".join(f"{entry.name}\0{int(entry.executable)}\0{entry.sha256}\n" for entry in entries)
+    return hashlib.sha256(f"robotrain tree {TREE_FORMAT}\n{lines}".encode()).hexdigest()
+
+
+def pack(
+    sources: dict[str, Path],
+    out_dir: Path,
+    allow: Sequence[AllowedSecret] = (),
+    cache_dir: Path | None = None,
+) -> Payload:
     """Pack each source folder under its prefix (``{"training": path}``) into ``out_dir/<sha256>.tar.gz``.
 
     The same files give byte-identical archives: sorted entries, fixed time,
-    owner and modes, and a gzip header without a timestamp.
+    owner and modes, and a gzip header without a timestamp. Secrets are refused
+    (see ``checked_files``); with a ``cache_dir`` an unchanged tree is not read.
     """
-    members = sorted(
-        (f"{prefix}/{relative}", path)
-        for prefix, folder in sources.items()
-        for relative, path in iter_files(folder)
-    )
-    if not members:
+    entries = checked_files(sources, "pack", allow, cache_dir)
+    if not entries:
         raise UserError(f"nothing to pack in {', '.join(str(p) for p in sources.values())}")
-    data = _archive_bytes(members)
-    digest = hashlib.sha256(data).hexdigest()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    names = tuple(entry.name for entry in entries)
+    tree = tree_sha256(entries)
+    archive = _recorded_archive(out_dir, tree)
+    if archive is None:
+        archive = _write(entries, out_dir)
+        _write_atomically(out_dir / "trees" / tree, archive.name.removesuffix(".tar.gz").encode())
+    return Payload(archive, archive.name.removesuffix(".tar.gz"), archive.stat().st_size, names)
+
+
+def _recorded_archive(out_dir: Path, tree: str) -> Path | None:
+    try:
+        digest = (out_dir / "trees" / tree).read_text(encoding="ascii").strip()
+    except (OSError, ValueError):
+        return None
     archive = out_dir / f"{digest}.tar.gz"
-    if not archive.exists():
-        partial = archive.with_suffix(".partial")
-        partial.write_bytes(data)
-        partial.replace(archive)
-    return Payload(archive, digest, len(data), tuple(name for name, _ in members))
+    return archive if len(digest) == 64 and archive.is_file() else None
 
 
-def _archive_bytes(members: list[tuple[str, Path]]) -> bytes:
-    buffer = io.BytesIO()
-    with (
-        gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as zipped,
-        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        for name, path in members:
-            content = path.read_bytes()
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            info.mtime = FIXED_MTIME
-            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
+def _write(entries: list[Entry], out_dir: Path) -> Path:
+    """Stream the archive to a unique temporary file, then rename it to its hash."""
+    members = [Member(e.name, e.path, e.size, e.executable, stat_key(e.stat)) for e in entries]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=out_dir, prefix=".pack-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out, progress_bar(sum(e.size for e in entries), "packing") as advance:
+            digest, _ = write_archive(members, out, advance)
+        archive = out_dir / f"{digest}.tar.gz"
+        os.replace(temporary, archive)
+    except ChangedWhilePacking as changed:
+        raise UserError(f"{changed.path} changed while it was being packed; run the command again") from None
+    except OSError as error:
+        raise UserError(f"cannot write the code archive in {out_dir}: {error.strerror}") from None
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return archive
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """``advance(bytes)`` for a tqdm bar on a terminal's stderr, shown only once a step takes seconds."""
+    if not sys.stderr.isatty():
+        yield lambda done: None
+        return
+    from tqdm import tqdm  # type: ignore[import-untyped]  # stubs are a separate package
+
+    with tqdm(
+        total=total,
+        desc=label,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        delay=PROGRESS_DELAY,
+        leave=False,
+    ) as bar:
+        yield bar.update
 
 
 def unpack(payload: Payload, destination: Path) -> Path:
     """Extract the archive into ``destination`` (refusing paths that escape it)."""
+    import tarfile
+
     destination.mkdir(parents=True, exist_ok=True)
     with tarfile.open(payload.archive, "r:gz") as tar:
         tar.extractall(destination, filter="data")
@@ -110,6 +316,11 @@ def unpack(payload: Payload, destination: Path) -> Path:
 
 def code_sources(training_dir: Path) -> dict[str, Path]:
     """The folders a workload packs: the training folder, plus ``common`` beside it when present."""
+    if training_dir.is_file():
+        raise UserError(
+            f"training folder {training_dir} is a file, expected a folder; set --training-dir "
+            f"(or training-dir in robotrain.toml) to the folder with the training code"
+        )
     if not training_dir.is_dir():
         raise UserError(
             f"training folder {training_dir} not found; create it or set --training-dir "

@@ -16,6 +16,8 @@ from robotrain.terraform import load_outputs
 CLI = "command line"
 DEFAULT = "default"
 MASK = "********"
+NOT_OPTIONS = frozenset({"profile", "allow_secrets"})
+"""Config keys that are not options: the profile to apply, and allow-secrets (robotrain.payload_secrets)."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ class Settings:
                 _check_config_type(self.options[key], raw, self.config.label)
 
     def unknown_config_keys(self) -> list[str]:
-        return sorted(key for key in self.config.values if key not in self.options and key != "profile")
+        return sorted(key for key in self.config.values if key not in self.options and key not in NOT_OPTIONS)
 
     def _resolve(self, option: Option) -> Resolved:
         if option.name in self._cli:

@@ -1,0 +1,89 @@
+"""A stat cache like git's index: a file whose stat is unchanged is not read again.
+
+One JSON file per packed or staged folder under ``.robotrain/cache/`` maps each
+file's relative path and stat (size, mtime_ns, ctime_ns, inode) to its content
+hash and the secrets found in it (line and kind, never the value; line 0 for its
+name). Any stat change means the file is read, hashed and scanned again, and so
+does a change of the rules (``rules`` names their version). A file modified
+within ``RACY_SECONDS`` of the cache being written is not recorded: a filesystem
+with coarse timestamps could otherwise hide an edit made right after reading it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+FORMAT = 1
+RACY_SECONDS = 2
+
+
+class Known(NamedTuple):
+    """What checking a file found: its content hash and its secrets as (line, kind), line 0 for the name."""
+
+    sha256: str
+    secrets: tuple[tuple[int, str], ...] = ()
+
+
+def stat_key(stat: os.stat_result) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+class StatCache:
+    """The cache of one folder under the given rules; ``StatCache(None, ...)`` remembers nothing."""
+
+    def __init__(self, cache_dir: Path | None, root: Path, rules: str) -> None:
+        name = hashlib.sha256(str(root).encode()).hexdigest()[:24]
+        self.path = None if cache_dir is None else cache_dir / f"files-{name}.json"
+        self.format = f"{FORMAT} {rules}"
+        self._old = self._load()
+        self._new: dict[str, list[Any]] = {}
+
+    def _load(self) -> dict[str, list[Any]]:
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        files = data.get("files") if isinstance(data, dict) and data.get("format") == self.format else None
+        return files if isinstance(files, dict) else {}
+
+    def get(self, relative: str, stat: os.stat_result) -> Known | None:
+        """The recorded result for this file when its stat is exactly as recorded."""
+        entry = self._old.get(relative)
+        if not isinstance(entry, list) or len(entry) != 6 or entry[:4] != stat_key(stat):
+            return None
+        try:
+            secrets = tuple((int(line), str(kind)) for line, kind in entry[5]) if entry[5] else ()
+        except (TypeError, ValueError):
+            return None
+        known = Known(str(entry[4]), secrets)
+        self._new[relative] = entry
+        return known
+
+    def put(self, relative: str, stat: os.stat_result, known: Known) -> None:
+        self._new[relative] = [*stat_key(stat), known.sha256, [list(s) for s in known.secrets]]
+
+    def save(self) -> None:
+        """Write the entries used in this run (so deleted files drop out); a failure only costs speed."""
+        if self.path is None or self._new == self._old:
+            return
+        settled = time.time_ns() - RACY_SECONDS * 1_000_000_000
+        files = {name: entry for name, entry in self._new.items() if entry[1] < settled}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".files-", suffix=".tmp")
+        except OSError:
+            return
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump({"format": self.format, "files": files}, out, separators=(",", ":"))
+            os.replace(temporary, self.path)
+        except OSError:
+            Path(temporary).unlink(missing_ok=True)
