@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_azure import Cli, FakeAzure, start
 
+from robotrain.plugins import load_plugins
+from robotrain.settings import Settings
 from robotrain.testing import make_project
 
 
@@ -42,3 +45,24 @@ def cli(azure: tuple[FakeAzure, Path], tmp_path: Path) -> Iterator[Cli]:
     fake, ca = azure
     fake.reset()
     yield Cli(fake, ca, make_project(tmp_path))
+
+
+@pytest.fixture
+def in_process(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """This process talks to the fake too (for jobs built in the test through core's API)."""
+    for name, value in cli.env().items():
+        if name != "PYTHONPATH":
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AZUREML_CURRENT_CLOUD", "RobotrainFake")  # restored after; the SDK sets it
+    return cli
+
+
+def settings_for(project: Path, **values: Any) -> Settings:
+    """Settings resolved as the CLI would, from ``project`` and the process environment."""
+    return load_plugins().settings(values, start=project)
+
+
+def substitute(command: str, values: dict[str, str]) -> str:
+    """What Azure ML does to a command before running it: each ``${{inputs.x}}``/``${{outputs.x}}``
+    replaced by the input's value or mount path (in the command only, never in the environment)."""
+    return re.sub(r"\$\{\{\s*((?:inputs|outputs)\.\w+)\s*\}\}", lambda m: values[m[1]], command)

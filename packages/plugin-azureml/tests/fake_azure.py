@@ -15,6 +15,7 @@ import re
 import ssl
 import subprocess
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ class Recorded:
     path: str
     query: dict[str, list[str]]
     body: Any
+    at: float = 0.0
+    """``time.monotonic()`` when it arrived."""
 
 
 GUARD = Path(__file__).parent / "network_guard"
@@ -107,17 +110,60 @@ def make_certificate(folder: Path) -> tuple[Path, Path, Path]:
     return ca_path, cert_path, key_path
 
 
+JOB_STATES = ("Queued", "Preparing", "Starting", "Running", "Finalizing", "Completed")
+"""A job's way through the service's states (``azure.ai.ml.operations._run_history_constants.JobStatus``):
+created as NotStarted, one step further on each read of its state."""
+LOG_FROM = ("Running", "Finalizing", "Completed", "Failed", "Canceled")
+"""States in which the job's user log exists (it is written by the running job)."""
+TERMINAL = ("Completed", "Failed", "Canceled")
+USER_LOG = "user_logs/std_log.txt"
+"""Where a command job's own output goes (``JobLogPattern.COMMON_RUNTIME_STREAM_LOG_PATTERN``)."""
+MSI_SECRET = "msi-header-secret"
+VAULT_TOKEN = "vault-token"
+DEFAULT_COMPUTES = ("k8s-robotics-dev", "c1", "gpu", "k8s-x", "k8s-robotics")
+_ASSET_CONTENT = {"data": "dataUri", "models": "modelUri", "environments": "image"}
+"""The property that is an asset version's content: a version that exists keeps it for good."""
+
+
+@dataclass
+class Failure:
+    """An injected answer: ``status`` with an ARM error body, ``times`` times, before normal handling.
+
+    ``after`` answers the error after handling the request (the change is made, the answer is lost).
+    429 and 503 carry ``Retry-After`` as ARM's throttling does
+    (learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling).
+    """
+
+    method: str
+    pattern: str
+    status: int
+    code: str = "Injected"
+    times: int = 1
+    retry_after: int = 0
+    after: bool = False
+
+
 @dataclass
 class FakeAzure:
-    """The server's state: recorded requests, ARM resources, blobs, and injected failures."""
+    """The server's state: recorded requests, ARM resources, blobs, jobs over time, injected failures."""
 
     port: int = 0
     requests: list[Recorded] = field(default_factory=list)
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
     code_hashes: dict[str, str] = field(default_factory=dict)
-    failures: list[tuple[str, str, int, str]] = field(default_factory=list)
-    """(method, path regex, status, error code) answered once each, in order, before normal handling."""
+    failures: list[Failure] = field(default_factory=list)
+    computes: set[str] = field(default_factory=lambda: set(DEFAULT_COMPUTES))
+    job_states: tuple[str, ...] = JOB_STATES
+    """The states the next created jobs go through after NotStarted."""
+    job_log: tuple[str, ...] = ("step 1 loss 0.90", "step 2 loss 0.45", "training done")
+    failure_message: str = "training script exited with code 1"
+    upcoming: dict[str, list[str]] = field(default_factory=dict)
+    """Job path → the states it still goes through."""
+    vault_secrets: dict[str, str] = field(default_factory=dict)
+    """Secrets of the fake Key Vault at ``<url>/keyvault``, by secret name."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """The headers of the request being handled."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -134,16 +180,40 @@ class FakeAzure:
             "AZURE_CLIENT_ID": "robotrain-tests",
             "AZURE_CLIENT_SECRET": "not-a-secret",
             "AZURE_AUTHORITY_HOST": self.url,
+            "AZUREML_RUN_POLLING_INTERVAL_MIN": "0",  # the SDK's own knob: poll run history at once
         }
 
     def reset(self) -> None:
         with self.lock:
-            for store in (self.requests, self.failures, self.resources, self.blobs, self.code_hashes):
+            for store in (self.requests, self.failures, self.resources, self.blobs, self.code_hashes,
+                          self.upcoming):  # fmt: skip
                 store.clear()
+            self.computes = set(DEFAULT_COMPUTES)
+            self.vault_secrets.clear()
+            self.job_states = JOB_STATES
+
+    def fail(self, method: str, pattern: str, status: int, code: str = "Injected", **how: Any) -> None:
+        with self.lock:
+            self.failures.append(Failure(method, pattern, status, code, **how))
 
     def find(self, method: str, pattern: str) -> list[Recorded]:
         with self.lock:
             return [r for r in self.requests if r.method == method and re.search(pattern, r.path)]
+
+    def jobs(self) -> dict[str, dict[str, Any]]:
+        """Created jobs by name."""
+        with self.lock:
+            return {p.rsplit("/", 1)[-1]: r for p, r in self.resources.items() if "/jobs/" in p}
+
+    def job_state(self, name: str) -> str:
+        return str(self.jobs()[name]["properties"]["status"])
+
+    def set_job_state(self, name: str, state: str, then: tuple[str, ...] = ()) -> None:
+        with self.lock:
+            for path, resource in self.resources.items():
+                if path.endswith(f"/jobs/{name}"):
+                    resource["properties"]["status"] = state
+                    self.upcoming[path] = list(then)
 
     def blob_puts(self) -> list[Recorded]:
         """Blob content uploads (not the metadata updates that confirm them)."""
@@ -156,7 +226,9 @@ class FakeAzure:
 
     # ---- handling -------------------------------------------------------------------------------
 
-    def handle(self, method: str, host: str, raw_path: str, body: bytes) -> Response:
+    def handle(
+        self, method: str, host: str, raw_path: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> Response:
         parts = urlsplit(raw_path)
         path, query = parts.path, parse_qs(parts.query)
         payload: Any = None
@@ -166,22 +238,37 @@ class FakeAzure:
             except ValueError:
                 payload = body.decode("utf-8", "replace")
         with self.lock:
-            self.requests.append(Recorded(method, host, path, query, payload))
-            for index, (f_method, pattern, status, code) in enumerate(self.failures):
-                if f_method == method and re.search(pattern, path):
-                    del self.failures[index]
-                    return _json(
-                        status,
-                        {"error": {"code": code, "message": f"injected {status} {code}"}},
-                        {"Retry-After": "0"},
-                    )
+            self.headers = {k.lower(): v for k, v in (headers or {}).items()}
+            self.requests.append(Recorded(method, host, path, query, payload, time.monotonic()))
+            failure = self._injected(method, path)
+            if failure is not None and not failure.after:
+                return _failure(failure)
             if _is_blob(host, path):
-                return self._blob(method, host, path, query, body)
-            return self._route(method, path, query, payload)
+                answer = self._blob(method, host, path, query, body)
+            else:
+                answer = self._route(method, path, query, payload)
+            return _failure(failure) if failure is not None else answer
+
+    def _injected(self, method: str, path: str) -> Failure | None:
+        for failure in self.failures:
+            if failure.method == method and re.search(failure.pattern, path):
+                failure.times -= 1
+                if failure.times <= 0:
+                    self.failures.remove(failure)
+                return failure
+        return None
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], payload: Any) -> Response:
         if path == "/metadata/endpoints":
             return _json(200, self._cloud())
+        if path == "/discovery":  # the workspace's discoveryUrl: where run history lives
+            return _json(200, {"api": self.url, "history": self.url, "catalog": self.url})
+        if path.startswith("/runlogs/"):
+            return self._log_file(path.removeprefix("/runlogs/"))
+        if path == "/msi/token":
+            return self._managed_identity_token(query)
+        if path.startswith("/keyvault/secrets/"):
+            return self._vault_secret(path.removeprefix("/keyvault/secrets/"), query)
         if path.endswith("/.well-known/openid-configuration"):
             return _json(
                 200,
@@ -193,10 +280,14 @@ class FakeAzure:
             )
         if path.endswith("/oauth2/token") or path.endswith("/oauth2/v2.0/token"):
             return _json(200, {"access_token": "fake-token", "token_type": "Bearer", "expires_in": 3600})
-        workspace = _WORKSPACE.match(path)
+        history = path.startswith("/history/v1.0/")
+        workspace = _WORKSPACE.match(path.removeprefix("/history/v1.0") if history else path)
         if workspace is None:
             return _json(404, {"error": {"code": "NotFound", "message": f"no route {path}"}})
-        rest = path[workspace.end() :]
+        base = path.removeprefix("/history/v1.0")[: workspace.end()]
+        rest = path.removeprefix("/history/v1.0")[workspace.end() :]
+        if history:
+            return self._run_history(base, rest)
         if rest == "":
             return _json(200, self._workspace(path))
         return self._workspace_route(method, path, rest, query, payload)
@@ -220,38 +311,167 @@ class FakeAzure:
         if rest.endswith("/listSecrets"):
             return _json(200, {"secretsType": "Sas", "sasToken": "sig=fake"})
         if rest.endswith("/cancel") and method == "POST":
-            job = self.resources.get(path.removesuffix("/cancel"))
-            if job is None:
-                return _json(404, {"error": {"code": "NotFound", "message": "job not found"}})
-            job["properties"]["status"] = "Canceled"
-            return 202, {"Content-Length": "0"}, b""
+            return self._cancel(path.removesuffix("/cancel"))
         if rest.startswith("/datastores/"):
             return _json(200, self._datastore(path))
         if rest == "/datastores" and method == "GET":
             return _json(200, {"value": [self._datastore(path + "/workspaceblobstore")]})
+        if method == "PUT" and rest.startswith("/jobs/"):
+            return self._create_job(path, payload)
         if method == "PUT":
-            return _json(200 if path in self.resources else 201, self._store(path, rest, payload))
+            return self._put_resource(path, rest, payload)
         if method == "GET" and rest.endswith("/versions"):
             return _json(200, {"value": self._versions(path, rest, query)})
         if method == "GET" and path in self.resources:
+            if rest.startswith("/jobs/"):
+                return _json(200, self._read_job(path))
             return _json(200, self.resources[path])
         return _json(404, {"error": {"code": "UserError", "message": f"{rest} not found"}})
+
+    # ---- jobs: unique names, known computes and assets, states over time, run history ----------
+
+    def _create_job(self, path: str, payload: Any) -> Response:
+        name = path.rsplit("/", 1)[-1]
+        if path in self.resources:
+            # Job names are unique in a workspace for good ("a job with this ID already exists",
+            # Azure/azureml-previews#37); the status code is not documented, 409 is ARM's for a conflict.
+            return _json(
+                409, {"error": {"code": "UserError", "message": f"A job with this ID already exists: {name}"}}
+            )
+        properties = dict((payload or {}).get("properties") or {})
+        compute = str(properties.get("computeId") or "")
+        if compute.rsplit("/", 1)[-1] not in self.computes or "/computes/" not in compute:
+            # The service resolves computeId in the workspace (reference/azureml.md: "azureml:NAME"
+            # sent to the SDK becomes .../computes/azureml:NAME, which does not exist).
+            return _json(400, {"error": {"code": "UserError", "message": f"Compute {compute} not found"}})
+        for input_name, value in (properties.get("inputs") or {}).items():
+            uri = str(value.get("uri") or "") if isinstance(value, dict) else ""
+            asset = uri.removeprefix("azureml:")
+            if "/data/" in asset and asset not in self.resources:
+                # An input naming a data asset version must exist (REST: Jobs - Create Or Update).
+                return _json(
+                    400, {"error": {"code": "UserError", "message": f"input {input_name}: {uri} not found"}}
+                )
+        properties["status"] = "NotStarted"
+        properties["services"] = {
+            "Studio": {"jobServiceType": "Studio", "endpoint": f"https://ml.fake.test/runs/{name}"}
+        }
+        resource = {**dict(payload or {}), "properties": properties} | self._identity(path)
+        self.resources[path] = resource
+        self.upcoming[path] = list(self.job_states)
+        return _json(201, resource)
+
+    def _read_job(self, path: str) -> dict[str, Any]:
+        """The job as it is now; the next read sees it one state further."""
+        resource = self.resources[path]
+        answer = json.loads(json.dumps(resource))
+        upcoming = self.upcoming.get(path)
+        if upcoming:
+            resource["properties"]["status"] = upcoming.pop(0)
+        return answer
+
+    def _cancel(self, path: str) -> Response:
+        """CancelRequested first, Canceled on a later read (SDK: ``_run_history_constants.JobStatus``)."""
+        job = self.resources.get(path)
+        if job is None:
+            return _json(404, {"error": {"code": "UserError", "message": "job not found"}})
+        if job["properties"]["status"] not in TERMINAL:
+            job["properties"]["status"] = "CancelRequested"
+            self.upcoming[path] = ["Canceled"]
+        return 202, {"Content-Length": "0"}, b""
+
+    def _run_history(self, base: str, rest: str) -> Response:
+        """``GET .../runs/<name>/details`` (the SDK's runhistory ``RunDetails``): state and log files."""
+        found = re.fullmatch(r"/runs/([^/]+)/details", rest)
+        job_path = f"{base}/jobs/{found.group(1)}" if found else ""
+        if job_path not in self.resources:
+            return _json(404, {"error": {"code": "UserError", "message": f"run {rest} not found"}})
+        job = self._read_job(job_path)
+        state = job["properties"]["status"]
+        name = job_path.rsplit("/", 1)[-1]
+        details: dict[str, Any] = {"runId": name, "status": state, "warnings": [], "logFiles": {}}
+        if state in LOG_FROM:
+            details["logFiles"] = {USER_LOG: f"{self.url}/runlogs/{name}/{USER_LOG}?sig=fake"}
+        if state == "Failed":
+            details["error"] = {"error": {"code": "UserError", "message": self.failure_message}}
+        return _json(200, details)
+
+    def _log_file(self, rest: str) -> Response:
+        name = rest.split("/", 1)[0]
+        job = next((r for p, r in self.resources.items() if p.endswith(f"/jobs/{name}")), None)
+        if job is None:
+            return 404, {"Content-Length": "0"}, b""
+        state = job["properties"]["status"]
+        lines = self.job_log if state in TERMINAL or state == "Finalizing" else self.job_log[:1]
+        body = "".join(line + "\n" for line in lines).encode()
+        return 200, {"Content-Type": "text/plain", "Content-Length": str(len(body))}, body
+
+    # ---- the job's identity and the workspace Key Vault -----------------------------------------
+
+    def _managed_identity_token(self, query: dict[str, list[str]]) -> Response:
+        """Azure ML's identity endpoint (MSI_ENDPOINT, azure-identity ``_credentials/azure_ml.py``):
+        ``api-version=2017-09-01`` and ``resource``, header ``secret: $MSI_SECRET``."""
+        if query.get("api-version") != ["2017-09-01"] or not query.get("resource"):
+            return _json(400, {"error": "invalid_request"})
+        if self._header("secret") != MSI_SECRET:
+            return _json(401, {"error": "unauthorized"})
+        return _json(200, {"access_token": VAULT_TOKEN, "expires_on": "1999999999", "token_type": "Bearer"})
+
+    def _vault_secret(self, name: str, query: dict[str, list[str]]) -> Response:
+        """Key Vault ``GET {vault}/secrets/{name}?api-version=7.4`` (REST: Secrets - Get Secret)."""
+        if self._header("authorization") != f"Bearer {VAULT_TOKEN}":
+            return _json(401, {"error": {"code": "Unauthorized", "message": "no token"}})
+        if not query.get("api-version"):
+            return _json(400, {"error": {"code": "BadParameter", "message": "api-version is missing"}})
+        if name not in self.vault_secrets:
+            return _json(404, {"error": {"code": "SecretNotFound", "message": f"Secret {name} not found"}})
+        return _json(200, {"value": self.vault_secrets[name], "id": f"{self.url}/keyvault/secrets/{name}/1"})
+
+    def _header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+    # ---- assets: immutable versions, containers with the latest version, archived versions -----
+
+    def _put_resource(self, path: str, rest: str, payload: Any) -> Response:
+        kind = rest.split("/")[1] if rest.count("/") >= 2 else ""
+        content_key = _ASSET_CONTENT.get(kind)
+        if content_key and "/versions/" in rest and path in self.resources:
+            old = self.resources[path]["properties"].get(content_key)
+            new = ((payload or {}).get("properties") or {}).get(content_key)
+            if old != new:
+                # Asset versions are immutable: only metadata may change (Azure/azureml-assets#1174,
+                # reference/azureml.md); another content under the same version is refused.
+                version = f"{kind} {rest.split('/')[2]} version {path.rsplit('/', 1)[-1]}"
+                message = f"{version} already exists with other content"
+                return _json(409, {"error": {"code": "UserError", "message": message}})
+        status = 200 if path in self.resources else 201
+        resource = self._store(path, rest, payload)
+        if content_key and "/versions/" in rest:
+            container = path.rsplit("/versions/", 1)[0]
+            self.resources[container] = {
+                "id": container, "name": container.rsplit("/", 1)[-1], "type": "fake",
+                "properties": {"latestVersion": path.rsplit("/", 1)[-1], "isArchived": False},
+            }  # fmt: skip
+        return _json(status, resource)
+
+    def archive(self, path_end: str) -> None:
+        """Archive an asset version (it keeps its number; ActiveOnly listings leave it out)."""
+        with self.lock:
+            for path, resource in self.resources.items():
+                if path.endswith(path_end):
+                    resource["properties"]["isArchived"] = True
+
+    def _identity(self, path: str) -> dict[str, Any]:
+        return {"id": path, "name": path.rsplit("/", 1)[-1], "type": "fake",
+                "systemData": {"createdAt": "2025-01-01T00:00:00Z"}}  # fmt: skip
 
     def _store(self, path: str, rest: str, payload: Any) -> dict[str, Any]:
         resource = dict(payload or {})
         properties = dict(resource.get("properties") or {})
         if "/models/" in rest:
             properties.setdefault("flavors", {})
-        if "/jobs/" in rest:
-            properties.setdefault("status", "Starting")
-            properties["services"] = properties.get("services") or {}
         resource["properties"] = properties
-        resource |= {
-            "id": path,
-            "name": path.rsplit("/", 1)[-1],
-            "type": "fake",
-            "systemData": {"createdAt": "2025-01-01T00:00:00Z"},
-        }
+        resource |= self._identity(path)
         self.resources[path] = resource
         if "/codes/" in rest:
             name = rest.split("/")[2]
@@ -266,7 +486,10 @@ class FakeAzure:
             known = self.code_hashes.get(asset_hash)
             return [self.resources[known]] if known in self.resources else []
         prefix = path + "/"
-        return [r for p, r in self.resources.items() if p.startswith(prefix) and "/" not in p[len(prefix) :]]
+        found = [r for p, r in self.resources.items() if p.startswith(prefix) and "/" not in p[len(prefix) :]]
+        view = query.get("listViewType", ["ActiveOnly"])[0]
+        archived = {"ActiveOnly": (False,), "ArchivedOnly": (True,)}.get(view, (False, True))
+        return [r for r in found if bool(r["properties"].get("isArchived")) in archived]
 
     def _cloud(self) -> list[dict[str, Any]]:
         return [
@@ -280,11 +503,21 @@ class FakeAzure:
         ]
 
     def _workspace(self, path: str) -> dict[str, Any]:
+        group = path.split("/resourceGroups/", 1)[1].split("/", 1)[0]
+        subscription = path.split("/subscriptions/", 1)[1].split("/", 1)[0]
+        vault = (
+            f"/subscriptions/{subscription}/resourceGroups/{group}"
+            "/providers/Microsoft.KeyVault/vaults/kv-robotics-dev"
+        )
         return {
             "id": path,
             "name": path.rsplit("/", 1)[-1],
             "location": "westus3",
-            "properties": {"discoveryUrl": f"{self.url}/discovery", "workspaceId": str(uuid.UUID(int=1))},
+            "properties": {
+                "discoveryUrl": f"{self.url}/discovery",
+                "workspaceId": str(uuid.UUID(int=1)),
+                "keyVault": vault,
+            },
         }
 
     def _datastore(self, path: str) -> dict[str, Any]:
@@ -324,6 +557,12 @@ class FakeAzure:
         return 200, headers | size, b"" if method == "HEAD" else data
 
 
+def _failure(failure: Failure) -> Response:
+    extra = {"Retry-After": str(failure.retry_after)} if failure.status in (429, 503) else {}
+    message = f"injected {failure.status} {failure.code}"
+    return _json(failure.status, {"error": {"code": failure.code, "message": message}}, extra)
+
+
 def _is_blob(host: str, path: str) -> bool:
     return host.endswith(f".blob.{STORAGE_SUFFIX}") or path.startswith(f"/{ACCOUNT}/")
 
@@ -359,7 +598,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
-        status, headers, data = self.fake.handle(self.command, host, self.path, body)
+        status, headers, data = self.fake.handle(self.command, host, self.path, body, dict(self.headers))
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)

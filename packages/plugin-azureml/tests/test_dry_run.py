@@ -44,12 +44,13 @@ WITH_DATA = AzureJob(
     environment_name="lerobot-training-env",
     environment_version="1.0.0",
     image="example.azurecr.io/lerobot:1.0.0",
-    compute="azureml:gpu-cluster",
+    compute="gpu-cluster",
     instance_type="defaultinstancetype",
     inputs={"lr": "1.5", "seed": 0},
-    data_inputs={"demos": "azureml:demos:3", "extra": "azureml://datastores/blobs/paths/extra/"},
+    data_inputs={"demos": "azureml:demos:3", "latest": "azureml:episodes@latest"},
     data_outputs={"policy": "azureml://datastores/blobs/paths/policy/"},
     environment_variables={"MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "true", "EMPTY": "", "ANSWER": "yes"},
+    secrets={"HF_TOKEN": "hf-token"},
 )
 
 

@@ -45,6 +45,9 @@ def test_train_puts_environment_code_and_job(cli: Cli) -> None:
     assert job["outputs"]["checkpoints"] == {"mode": "Upload", "jobOutputType": "uri_folder"}
     assert job["environmentVariables"]["ACCEPT_EULA"] == "Y"
     assert job["environmentVariables"]["AZUREML_WORKSPACE_NAME"] == WORKSPACE["AZUREML_WORKSPACE_NAME"]
+    # the sign-in host of the selected cloud (here the fake's, from ARM metadata), not the public one
+    assert job["environmentVariables"]["AZURE_AUTHORITY_HOST"] == cli.fake.url
+    assert f"checkpoints: azureml://jobs/{job_name}/outputs/checkpoints/paths/" in result.stdout
     assert job["codeId"].startswith(f"{WS}/codes/")
 
 
@@ -80,7 +83,7 @@ def test_dry_run_yaml_loads_with_load_job_and_contacts_nothing(cli: Cli) -> None
     spec_file = cli.project / "job.yaml"
     spec_file.write_text(result.stdout)
     job = load_job(spec_file)
-    assert job.name == "isaac-run-1"
+    assert job.name.startswith("isaac-run-1-") and job.tags["robotrain_fingerprint"] in job.name
     assert job.display_name == "first run"
     assert job.compute == "k8s-robotics-dev"
     assert job.environment == "isaaclab-training-env:2.3.2"
@@ -119,8 +122,8 @@ def test_compute_derived_from_terraform_aks_cluster(cli: Cli) -> None:
 
 
 def test_transient_failure_is_retried_and_server_errors_are_one_line(cli: Cli) -> None:
-    cli.fake.failures += [("GET", r"/environments/", 503, "ServiceUnavailable")]
-    cli.fake.failures += [("PUT", r"/jobs/", 400, "UserError")] * 5
+    cli.fake.fail("GET", r"/environments/", 503, "ServiceUnavailable")
+    cli.fake.fail("PUT", r"/jobs/", 400, "UserError", times=5)
     result = cli.run("train", "--platform", "azureml", "--compute", "c1")
     assert_one_line_error(result, "Azure ML answered 400", "injected 400 UserError")
     assert len(cli.fake.find("GET", r"/environments/")) == 2
@@ -128,7 +131,7 @@ def test_transient_failure_is_retried_and_server_errors_are_one_line(cli: Cli) -
 
 
 def test_credential_failure_is_one_line(cli: Cli) -> None:
-    cli.fake.failures += [("POST", r"/oauth2/token$", 401, "invalid_client")] * 4
+    cli.fake.fail("POST", r"/oauth2/token$", 401, "invalid_client", times=4)
     result = cli.run("train", "--platform", "azureml", "--compute", "c1")
     assert_one_line_error(result, "Azure sign-in failed", "az login")
     assert cli.fake.find("PUT", r"/jobs/") == []

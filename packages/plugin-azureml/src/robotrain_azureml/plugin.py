@@ -21,9 +21,10 @@ from robotrain import (
     Submission,
     hookimpl,
 )
+from robotrain.options import COMMANDS
 
 NAME = "azureml"
-TRAIN = frozenset({"train"})
+EVERY_COMMAND = frozenset(COMMANDS)
 
 
 def _compute_from_terraform(outputs: object) -> str | None:
@@ -40,20 +41,29 @@ def robotrain_add_options(options: OptionRegistry) -> None:
         Option("environment_version", "Azure ML environment version (default: the workload's)",
                env="AZUREML_ENVIRONMENT_VERSION"),
         Option("assets_only", "register the environment and stop", kind=bool, default=False),
-        Option("compute", "Azure ML compute target (default: k8s-<AKS cluster> from Terraform)",
-               env="AZUREML_COMPUTE", terraform=_compute_from_terraform),
+        Option("compute", "Azure ML compute: NAME, azureml:NAME or its ARM id "
+               "(default: k8s-<AKS cluster> from Terraform)", env="AZUREML_COMPUTE",
+               terraform=_compute_from_terraform),
         Option("instance_type", "instance type on the compute", default="gpuspot",
                env="AZUREML_INSTANCE_TYPE"),
-        Option("display_name", "job display name in Studio (default: the job name)",
+        Option("display_name", "job display name in Studio (default: --job-name or the workload's)",
                env="AZUREML_DISPLAY_NAME"),
         Option("stream", "follow the job's logs after submitting", kind=bool, default=False),
+        Option("cloud", "Azure cloud: AzureCloud, AzureChinaCloud, AzureUSGovernment or one from "
+               "ARM_CLOUD_METADATA_URL (default: the SDK's)", env="AZUREML_CURRENT_CLOUD",
+               commands=EVERY_COMMAND),
+        Option("key_vault", "Key Vault (name or URL) the job reads its secrets from at start "
+               "(default: the workspace's)", env="AZURE_KEY_VAULT_NAME", terraform="key_vault_name"),
+        Option("key_vault_secret", "VARIABLE=secret-name: the Key Vault secret a job secret is read "
+               "from (repeat the flag; default: the variable in lowercase with '-', e.g. hf-token)",
+               kind=list),
     ):  # fmt: skip
         options.add(option)
 
 
 @hookimpl
 def robotrain_register_platforms(register: Callable[[Platform], None]) -> None:
-    register(Platform(NAME, "Azure Machine Learning command jobs"))
+    register(Platform(NAME, "Azure Machine Learning command jobs", passthrough=None))
 
 
 @hookimpl
@@ -109,7 +119,7 @@ def robotrain_logs(
         return None
     from robotrain_azureml import service
 
-    return service.logs(job_id, follow, settings)
+    return service.logs(job_id, follow, write, settings)
 
 
 @hookimpl

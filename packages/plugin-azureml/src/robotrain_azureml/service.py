@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
+import re
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from robotrain.errors import UserError
+from robotrain.history import record_submission
 from robotrain.job import DatasetRef, JobSpec, JobStatus, ModelRef, Submission
 from robotrain.settings import Settings
 from robotrain_azureml import spec
@@ -27,12 +28,18 @@ PLATFORM = "azureml"
 RETRIES = 3
 """Bounded retries of the SDK's policy for transient failures (connection errors, 408/429/5xx)."""
 CONTENT_TAG = "content_sha256"
-_STATES = {
-    "completed": "completed", "failed": "failed", "canceled": "canceled", "canceling": "canceling",
-    "notstarted": "queued", "queued": "queued", "preparing": "starting", "provisioning": "starting",
-    "starting": "starting", "running": "running", "finalizing": "running", "notresponding": "running",
-    "paused": "paused",
+STATES = {
+    "notstarted": "queued", "queued": "queued", "scheduled": "queued",
+    "preparing": "starting", "provisioning": "starting", "starting": "starting",
+    "running": "running", "finalizing": "running", "notresponding": "running",
+    "cancelrequested": "canceling", "paused": "paused", "unknown": "unknown",
+    "completed": "completed", "failed": "failed", "canceled": "canceled",
 }  # fmt: skip
+"""Every state the service reports (``azure.ai.ml.operations._run_history_constants.JobStatus`` and the
+REST ``JobStatus`` enum) → robotrain's state."""
+USER_LOG = re.compile(r"^user_logs/std_log.*\.txt$")
+"""The job's own output (``JobLogPattern.COMMON_RUNTIME_ALL_USER_LOG_PATTERN`` in the SDK)."""
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @contextlib.contextmanager
@@ -70,18 +77,18 @@ def azure_errors(what: str) -> Iterator[None]:
 
 def _raised_by_azure(error: BaseException) -> bool:
     """An exception type of the SDK, or any exception raised from inside its code."""
-    if type(error).__module__.startswith("azure."):
+    if type(error).__module__.startswith(("azure.", "msrest")):
         return True
     frames = traceback.extract_tb(error.__traceback__)
     return bool(frames) and f"{os.sep}azure{os.sep}" in frames[-1].filename
 
 
 def _first_line(error: BaseException) -> str:
-    """The message on one line, without the SDK's troubleshooting boilerplate."""
-    message = str(getattr(error, "message", None) or error)
+    """The message on one line, without colour codes or the SDK's troubleshooting boilerplate."""
+    message = _ANSI.sub("", str(getattr(error, "message", None) or error))
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith(("To mitigate", "Attempted credentials"))]
-    return " ".join(lines)[:400] if lines else type(error).__name__
+    return " ".join(" ".join(lines).split())[:400] if lines else type(error).__name__
 
 
 def _quiet_sdk_logging() -> None:
@@ -101,30 +108,49 @@ def _uploading() -> Iterator[None]:
 
 def client(settings: Settings) -> MLClient:
     """An MLClient on the configured workspace, signed in with DefaultAzureCredential."""
-    return _client(spec.workspace_from(settings))
+    return _client(spec.workspace_from(settings), settings)
 
 
-def _client(workspace: Workspace) -> MLClient:
+def cloud_authority(settings: Settings) -> tuple[str, str]:
+    """(cloud name, sign-in host) of the selected cloud, from the SDK's cloud table or ARM metadata."""
+    from azure.ai.ml._azure_environments import (
+        EndpointURLS,
+        _get_cloud_details,
+        _get_default_cloud_name,
+    )
+
+    with azure_errors("selecting the Azure cloud"):
+        name = str(settings.get("cloud") or _get_default_cloud_name())
+        details = _get_cloud_details(name)
+    return name, str(details[EndpointURLS.ACTIVE_DIRECTORY_ENDPOINT]).rstrip("/")
+
+
+def _client(workspace: Workspace, settings: Settings) -> MLClient:
     _quiet_sdk_logging()
     from azure.ai.ml import MLClient
     from azure.identity import DefaultAzureCredential
 
+    cloud, authority = cloud_authority(settings)
     with azure_errors("connecting to Azure ML"):
+        credential = DefaultAzureCredential(authority=os.environ.get("AZURE_AUTHORITY_HOST") or authority)
         return MLClient(
-            DefaultAzureCredential(),
+            credential,
             subscription_id=workspace.subscription_id,
             resource_group_name=workspace.resource_group,
             workspace_name=workspace.workspace_name,
+            cloud=cloud,
             retry_total=RETRIES,
             show_progress=False,
             enable_telemetry=False,
         )
 
 
-def prepare(job: JobSpec, settings: Settings) -> AzureJob:
+def prepare(
+    job: JobSpec, settings: Settings, vault_url: str | None = None, authority: str | None = None
+) -> AzureJob:
     """Stage the code and build the job, checking every reference; imports and sends nothing."""
-    code = spec.stage_code(job.payload, settings.state_dir) if job.payload is not None else None
-    return spec.build(job, settings, code)
+    code = spec.stage_code(job.payload, settings.state_dir)
+    return spec.build(job, settings, code, vault_url, authority)
 
 
 def command_node(azure_job: AzureJob) -> Command:
@@ -133,11 +159,12 @@ def command_node(azure_job: AzureJob) -> Command:
     from azure.ai.ml.entities import ManagedIdentityConfiguration
 
     inputs: dict[str, Any] = dict(azure_job.inputs)
-    inputs |= {name: Input(type="uri_folder", path=uri) for name, uri in azure_job.data_inputs.items()}
+    inputs |= {name: Input(type="uri_folder", path=uri, mode="ro_mount")
+               for name, uri in azure_job.data_inputs.items()}  # fmt: skip
     outputs = {spec.CHECKPOINTS: Output(type="uri_folder", mode="upload")}
     outputs |= {name: Output(type="uri_folder", path=uri, mode="upload")
                 for name, uri in azure_job.data_outputs.items()}  # fmt: skip
-    node = command(
+    return command(
         name=azure_job.name,
         display_name=azure_job.display_name,
         experiment_name=azure_job.experiment,
@@ -153,7 +180,6 @@ def command_node(azure_job: AzureJob) -> Command:
         tags=dict(azure_job.tags),
         timeout=azure_job.timeout_seconds,
     )
-    return node
 
 
 def render(job: JobSpec, settings: Settings) -> str:
@@ -161,12 +187,11 @@ def render(job: JobSpec, settings: Settings) -> str:
     return spec.job_yaml(prepare(job, settings))
 
 
-def _warn(message: str) -> None:
-    print(f"robotrain: warning: {message}", file=sys.stderr)
-
-
 def ensure_environment(ml: MLClient, azure_job: AzureJob) -> bool:
-    """Create the environment version from the image, or reuse it; True when created."""
+    """Create the environment version from the image, or reuse it; True when created.
+
+    Asset versions are immutable on the service: an existing version with another image is refused.
+    """
     from azure.ai.ml.entities import Environment
     from azure.core.exceptions import ResourceNotFoundError
 
@@ -185,40 +210,53 @@ def ensure_environment(ml: MLClient, azure_job: AzureJob) -> bool:
     return False
 
 
+def workspace_key_vault(ml: MLClient, settings: Settings) -> str:
+    """The URL of the workspace's own Key Vault (from the workspace's ``key_vault`` ARM id)."""
+    with azure_errors("looking up the workspace's Key Vault"):
+        found = ml.workspaces.get(ml.workspace_name)
+    vault_id = str(getattr(found, "key_vault", "") or "")
+    name = vault_id.rstrip("/").rsplit("/", 1)[-1]
+    if not name:
+        raise UserError(
+            "the workspace has no Key Vault to read the job's secrets from; give --key-vault "
+            "(or AZURE_KEY_VAULT_NAME, or a key_vault_name Terraform output)"
+        )
+    suffix = spec.CLOUDS.get(spec.cloud_from(settings), spec.CLOUDS[spec.DEFAULT_CLOUD])[1]
+    return f"https://{name}.{suffix}"
+
+
 def submit(job: JobSpec, settings: Settings) -> Submission | None:
     """Register the environment and (unless --assets-only) submit the command job."""
     workspace = spec.workspace_from(settings)
     if settings.get("assets_only"):
-        azure_job = spec.build(job, settings, None) if settings.get("compute") else None
-        return _assets_only(job, settings, workspace, azure_job)
-    azure_job = prepare(job, settings)
-    _quiet_sdk_logging()
-    if azure_job.omitted_secrets:
-        _warn(
-            "Azure ML command jobs take no secret references; "
-            f"{', '.join(azure_job.omitted_secrets)} are not set: read them from Key Vault "
-            "with the job's managed identity"
-        )
+        return _assets_only(job, settings, workspace)
+    prepare(job, settings)  # every reference is checked before the first request
+    ml = _client(workspace, settings)
+    _, authority = cloud_authority(settings)
+    vault = spec.key_vault_url(settings)
+    if job.secrets and vault is None:
+        vault = workspace_key_vault(ml, settings)
+    azure_job = prepare(job, settings, vault, authority)
     sdk_job = command_node(azure_job)
-    ml = _client(workspace)
     ensure_environment(ml, azure_job)
     retry = spec.pending_name(settings.state_dir, azure_job.spec_hash) == azure_job.name
     spec.remember_pending(settings.state_dir, azure_job)
     created = _create_job(ml, sdk_job, azure_job, retry)
     spec.forget_pending(settings.state_dir, azure_job)
     url = workspace.studio_url(created)
-    print(f"job name: {created}\nstudio: {url}")
+    checkpoints = spec.job_output_uri(created, spec.CHECKPOINTS)
+    details = {"environment": azure_job.environment_ref, "checkpoints": checkpoints}
+    submission = Submission(PLATFORM, created, url, details)
+    print(f"job name: {created}\nstudio: {url}\ncheckpoints: {checkpoints}")
     if settings.get("stream"):
-        with azure_errors(f"streaming job {created}"):
-            ml.jobs.stream(created)
-    return Submission(PLATFORM, created, url, {"environment": azure_job.environment_ref})
+        record_submission(settings.state_dir, submission)  # in history even if the stream fails
+        _stream(ml, created)
+    return submission
 
 
-def _assets_only(
-    job: JobSpec, settings: Settings, workspace: Workspace, azure_job: AzureJob | None
-) -> Submission:
-    environment = azure_job or _environment_only(job, settings)
-    created = ensure_environment(_client(workspace), environment)
+def _assets_only(job: JobSpec, settings: Settings, workspace: Workspace) -> Submission:
+    environment = _environment_only(job, settings)
+    created = ensure_environment(_client(workspace, settings), environment)
     state = "created" if created else "exists, unchanged"
     print(f"environment {environment.environment_ref} ({state}); --assets-only: no job submitted")
     return Submission(PLATFORM, environment.environment_ref, None, {"assets_only": True})
@@ -234,23 +272,74 @@ def _environment_only(job: JobSpec, settings: Settings) -> AzureJob:
 
 
 def _create_job(ml: MLClient, sdk_job: Command, azure_job: AzureJob, retry: bool) -> str:
-    """Create the job under the client-chosen name; a retry that finds it already there uses it."""
-    from azure.core.exceptions import ResourceNotFoundError
+    """Create the job under its client-chosen name.
+
+    Job names are unique in a workspace for good, so a name that is taken is ours only when the job
+    there carries this submission's fingerprint: an earlier attempt (an interrupted submit, or a
+    PUT whose answer was lost) that got through. ``retry``: the name comes from an interrupted submit.
+    """
+    from azure.core.exceptions import HttpResponseError
 
     with azure_errors(f"submitting job {azure_job.name}"):
-        if retry:
-            with contextlib.suppress(ResourceNotFoundError):
-                return str(ml.jobs.get(azure_job.name).name)
-        with _uploading():
-            created = ml.jobs.create_or_update(sdk_job, experiment_name=azure_job.experiment)
+        if retry and _is_ours(ml, azure_job):
+            return azure_job.name
+        try:
+            with _uploading():
+                created = ml.jobs.create_or_update(sdk_job, experiment_name=azure_job.experiment)
+        except HttpResponseError as error:
+            if error.status_code in (400, 409) and _is_ours(ml, azure_job):
+                return azure_job.name
+            raise
         return str(created.name)
 
 
-def status(job_id: str, settings: Settings) -> JobStatus:
-    ml = client(settings)
+def _is_ours(ml: MLClient, azure_job: AzureJob) -> bool:
+    """Whether the job named ``azure_job.name`` exists with this submission's fingerprint."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        found = ml.jobs.get(azure_job.name)
+    except ResourceNotFoundError:
+        return False
+    if (found.tags or {}).get(spec.FINGERPRINT_TAG) != azure_job.spec_hash:
+        raise UserError(
+            f"job name {azure_job.name} is already taken in the workspace by another job; "
+            f"submit again (a new name is chosen) or give another --job-name"
+        )
+    return True
+
+
+def _stream(ml: MLClient, job_name: str) -> None:
+    """Follow the job's log until it ends (the SDK prints it); a failed job is a one-line error."""
+    try:
+        with azure_errors(f"streaming job {job_name}"):
+            ml.jobs.stream(job_name)
+    except UserError:
+        if _state_of(ml, job_name).state == "failed":
+            raise UserError(f"job {job_name} failed: {_failure(ml, job_name)}") from None
+        raise
+    finally:
+        sys.stdout.flush()
+
+
+def _failure(ml: MLClient, job_name: str) -> str:
+    """The service's error message of a failed job, on one line."""
+    with azure_errors(f"job {job_name}"):
+        details = ml.jobs._runs_operations.get_run_details(job_name)
+    error = getattr(details, "error", None)
+    inner = getattr(error, "error", None)
+    message = _ANSI.sub("", str(getattr(inner, "message", "") or "see its log with `invoke logs`"))
+    return " ".join(message.split())[:400]
+
+
+def _state_of(ml: MLClient, job_id: str) -> JobStatus:
     with azure_errors(f"job {job_id}"):
         found = ml.jobs.get(job_id)
-    return _job_status(job_id, _text(found.status))
+    return job_status(job_id, _text(found.status))
+
+
+def status(job_id: str, settings: Settings) -> JobStatus:
+    return _state_of(client(settings), job_id)
 
 
 def _text(value: object) -> str:
@@ -258,39 +347,56 @@ def _text(value: object) -> str:
     return str(getattr(value, "value", value))
 
 
-def _job_status(job_id: str, state: str) -> JobStatus:
-    return JobStatus(PLATFORM, job_id, _STATES.get(state.lower(), state.lower()), {"azureml_status": state})
+def job_status(job_id: str, state: str) -> JobStatus:
+    """robotrain's state for the service's; an unmapped one (a newer service) is passed on lower-cased."""
+    return JobStatus(PLATFORM, job_id, STATES.get(state.lower(), state.lower()), {"azureml_status": state})
 
 
 def cancel(job_id: str, settings: Settings) -> JobStatus:
+    """Request cancellation and report the state the service then gives (``canceling`` until canceled)."""
     ml = client(settings)
     with azure_errors(f"cancelling job {job_id}"):
         ml.jobs.begin_cancel(job_id).wait()
-        found = ml.jobs.get(job_id)
-    return _job_status(job_id, _text(found.status))
+    return _state_of(ml, job_id)
 
 
-def logs(job_id: str, follow: bool, settings: Settings) -> bool:
-    """Stream the job's logs (the SDK prints them) until it ends; without ``follow``, only if it has."""
+def logs(job_id: str, follow: bool, write: Callable[[str], None], settings: Settings) -> bool:
+    """A finished job's user log; a running job's log so far, or with ``follow`` streamed until it ends.
+
+    ``jobs.stream`` only follows a running job (for a finished one it prints the run summary without
+    log lines), so finished jobs' logs are read from the run history's log files.
+    """
     ml = client(settings)
-    with azure_errors(f"logs of job {job_id}"):
-        found = ml.jobs.get(job_id)
-        state = _job_status(job_id, _text(found.status))
-        if not follow and not state.finished:
-            print(f"job {job_id} is {state.state}; use --follow to stream its logs until it ends")
-            return True
-        ml.jobs.stream(job_id)
+    state = _state_of(ml, job_id)
+    if follow and not state.finished:
+        _stream(ml, job_id)
+        return True
+    printed = _print_user_logs(ml, job_id, write)
+    if not state.finished:
+        write(f"-- job {job_id} is {state.state}; `invoke logs {job_id} --follow` streams until it ends\n")
+    elif not printed:
+        write(f"-- job {job_id} is {state.state} and has no user log\n")
     return True
 
 
+def _print_user_logs(ml: MLClient, job_id: str, write: Callable[[str], None]) -> bool:
+    """Write every ``user_logs/std_log*.txt`` of the job's run; True when there was any."""
+    from azure.ai.ml._utils.utils import download_text_from_url
+
+    with azure_errors(f"logs of job {job_id}"):
+        details = ml.jobs._runs_operations.get_run_details(job_id)
+        files = {name: url for name, url in (details.log_files or {}).items() if USER_LOG.match(name)}
+        for name in sorted(files):
+            text = download_text_from_url(files[name], ml.jobs._requests_pipeline, timeout=(5, 120))
+            write(f"== {name}\n{text}" + ("" if text.endswith("\n") or not text else "\n"))
+    return bool(files)
+
+
 def content_hash(folder: Path) -> str:
-    """SHA-256 over relative paths and contents of every file, in sorted order."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    for path in files:
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+    """The SDK's own hash of a folder, honouring the ``.amlignore``/``.gitignore`` its upload honours."""
+    from azure.ai.ml._utils._asset_utils import get_ignore_file, get_object_hash
+
+    return get_object_hash(folder, get_ignore_file(folder))
 
 
 def _next_version(versions: list[str]) -> str:
@@ -299,14 +405,18 @@ def _next_version(versions: list[str]) -> str:
 
 
 def stage_dataset(source: Path, name: str, settings: Settings) -> DatasetRef:
-    """A ``uri_folder`` data asset; unchanged content returns the existing version."""
-    from azure.ai.ml.constants import AssetTypes
+    """A ``uri_folder`` data asset; unchanged content returns the existing version.
+
+    Versions count archived ones too (the service keeps their numbers), and an existing version is
+    never replaced: a new version gets the next free number.
+    """
+    from azure.ai.ml.constants import AssetTypes, ListViewType
     from azure.ai.ml.entities import Data
 
     ml = client(settings)
     sha = content_hash(source)
     with azure_errors(f"dataset {name}"):
-        existing = list(ml.data.list(name=name))
+        existing = list(ml.data.list(name=name, list_view_type=ListViewType.ALL))
         for data in existing:
             if (data.tags or {}).get(CONTENT_TAG) == sha:
                 return DatasetRef(PLATFORM, name, str(data.version), str(data.path), uploaded=False)
@@ -318,56 +428,71 @@ def stage_dataset(source: Path, name: str, settings: Settings) -> DatasetRef:
     return DatasetRef(PLATFORM, name, str(created.version), str(created.path), uploaded=True)
 
 
-def _model_source(source: str, settings: Settings) -> tuple[str, str, str | None]:
-    """(path for the SDK, content key, source job) for a folder, job output or ``runs:/`` URI."""
-    if source.startswith("azureml://jobs/"):
-        job = source.removeprefix("azureml://jobs/").split("/", 1)[0]
-        return source, _text_hash(source), job
+_JOB_OUTPUT = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)(?:/paths/(?P<path>.*))?$")
+
+
+def _model_source(source: str, settings: Settings) -> tuple[str, str, str | None, str]:
+    """(path for the SDK, content key, source job, model type) for a folder, job output or ``runs:/`` URI."""
+    from azure.ai.ml.constants import AssetTypes
+
+    output = _JOB_OUTPUT.match(source)
+    if output:
+        path = spec.job_output_uri(output["job"], output["output"], output["path"] or "")
+        return path, _text_hash(path), output["job"], AssetTypes.CUSTOM_MODEL
     if source.startswith("runs:/"):
-        run = source.removeprefix("runs:/").split("/", 1)[0]
-        if not run:
+        run, _, inner = source.removeprefix("runs:/").partition("/")
+        if not run or not inner:
             raise UserError(f"{source}: expected runs:/<run id>/<path>")
-        return source, _text_hash(source), run
+        return source, _text_hash(source), run, AssetTypes.MLFLOW_MODEL
     if "://" in source or source.startswith(("models:/", "azureml:")):
         raise UserError(
-            f"{source}: give a local folder, azureml://jobs/<job>/outputs/<output> or runs:/<run>/<path>"
+            f"{source}: give a local folder, azureml://jobs/<job>/outputs/<output>/paths/<path> "
+            f"or runs:/<run>/<path>"
         )
     folder = Path(source) if Path(source).is_absolute() else settings.project_root / source
     if not folder.is_dir():
         raise UserError(f"model folder {source} not found; give an existing folder")
-    return str(folder.resolve()), content_hash(folder), None
+    return str(folder.resolve()), content_hash(folder), None, AssetTypes.CUSTOM_MODEL
 
 
 def _text_hash(text: str) -> str:
+    import hashlib
+
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def model_tags(settings: Settings, sha: str, job: str | None) -> dict[str, str]:
+def model_tags(ml: MLClient, settings: Settings, sha: str, job: str | None) -> dict[str, str]:
+    """Tags of the workload that produced the checkpoint: its job's tags, else the options given."""
+    from azure.core.exceptions import ResourceNotFoundError
+
     tags = {CONTENT_TAG: sha}
-    for tag, setting in (("framework", "backend"), ("task", "task")):
-        value = settings.get(setting)
-        if value:
-            tags[tag] = str(value)
     if job:
         tags["source_job"] = job
+        with contextlib.suppress(ResourceNotFoundError):
+            found = ml.jobs.get(job)
+            tags |= {k: str(v) for k, v in (found.tags or {}).items() if k != spec.FINGERPRINT_TAG}
+            return tags
+    for tag, setting in (("framework", "backend"), ("task", "task")):
+        if settings.get(setting) and settings.resolve(setting).source != "default":
+            tags[tag] = str(settings.get(setting))
     return tags
 
 
 def register_model(source: str, name: str, settings: Settings) -> ModelRef:
     """A model version; the same content (or the same job output) returns the existing version."""
-    from azure.ai.ml.constants import AssetTypes
+    from azure.ai.ml.constants import ListViewType
     from azure.ai.ml.entities import Model
 
-    path, sha, job = _model_source(source, settings)
+    path, sha, job, kind = _model_source(source, settings)
     ml = client(settings)
     with azure_errors(f"model {name}"):
-        existing = list(ml.models.list(name=name))
+        existing = list(ml.models.list(name=name, list_view_type=ListViewType.ALL))
         for model in existing:
             if (model.tags or {}).get(CONTENT_TAG) == sha:
                 return ModelRef(PLATFORM, name, str(model.version), _model_uri(name, model.version), False)
         version = _next_version([str(m.version) for m in existing])
-        asset = Model(name=name, version=version, path=path, type=AssetTypes.CUSTOM_MODEL,
-                      tags=model_tags(settings, sha, job))  # fmt: skip
+        asset = Model(name=name, version=version, path=path, type=kind,
+                      tags=model_tags(ml, settings, sha, job))  # fmt: skip
         with _uploading():
             created = ml.models.create_or_update(asset)
     return ModelRef(PLATFORM, name, str(created.version), _model_uri(name, created.version), True)

@@ -6,25 +6,52 @@ import hashlib
 import json
 import re
 import shlex
+import shutil
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
 from robotrain.errors import UserError
-from robotrain.job import JobSpec, Payload
+from robotrain.job import CHECKPOINT_OUTPUT, CHECKPOINT_OUTPUT_VARIABLE, JobSpec, Payload, input_variable
 from robotrain.payload import unpack
 from robotrain.settings import Settings
 from robotrain.terraform import aks_compute_name
 
-CHECKPOINTS = "checkpoints"
-CHECKPOINT_ENV = "TRAINING_CHECKPOINT_OUTPUT"
+CHECKPOINTS = CHECKPOINT_OUTPUT
+CHECKPOINT_ENV = CHECKPOINT_OUTPUT_VARIABLE
 STUDIO = "https://ml.azure.com/runs/{job}?wsid={workspace_id}"
+FINGERPRINT_TAG = "robotrain_fingerprint"
+"""Job tag holding the submission's fingerprint: a retried PUT that finds the name taken checks it."""
+KEY_VAULT_SCRIPT = "robotrain_keyvault.py"
+"""The job-start wrapper (``job_start/robotrain_keyvault.py``) at the root of the code snapshot."""
+KEY_VAULT_URL_VARIABLE = "ROBOTRAIN_KEY_VAULT_URL"
+KEY_VAULT_SECRETS_VARIABLE = "ROBOTRAIN_KEY_VAULT_SECRETS"
+WORKSPACE_KEY_VAULT = "(the workspace's Key Vault, looked up at submit)"
+_JOB_START = Path(__file__).parent / "job_start" / KEY_VAULT_SCRIPT
 _FLAG = re.compile(r"^--([A-Za-z][A-Za-z0-9_.-]*)$")
 _REFERENCE = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_]+)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
+_COMPUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,254}$")
+_COMPUTE_ID = re.compile(
+    r"^/subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<group>[^/]+)"
+    r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<workspace>[^/]+)/computes/(?P<name>[^/]+)$",
+    re.IGNORECASE,
+)
+_ASSET = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,254})(?::(?P<version>[A-Za-z0-9_.-]+))?$")
+_KEY_VAULT_SECRET = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+_KEY_VAULT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
+
+CLOUDS = {
+    "AzureCloud": ("https://login.microsoftonline.com", "vault.azure.net"),
+    "AzureChinaCloud": ("https://login.chinacloudapi.cn", "vault.azure.cn"),
+    "AzureUSGovernment": ("https://login.microsoftonline.us", "vault.usgovcloudapi.net"),
+}
+"""Authority host (``azure.identity.AzureAuthorityHosts``, ``azure.ai.ml._azure_environments``) and Key
+Vault DNS suffix (learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates) per cloud."""
+DEFAULT_CLOUD = "AzureCloud"
 
 
 @dataclass(frozen=True)
@@ -71,20 +98,109 @@ def workspace_from(settings: Settings) -> Workspace:
     return Workspace(*(str(values[name]) for name in _WHERE))
 
 
-def compute_from(settings: Settings) -> str:
-    compute = settings.get("compute")
-    if not compute:
+def compute_from(settings: Settings, workspace: Workspace) -> str:
+    """The compute's name, from ``NAME``, ``azureml:NAME`` or its ARM id in this workspace.
+
+    ``command(compute=...)`` takes a bare name (or an ARM id); the ``azureml:`` prefix belongs in YAML
+    only: passed to the SDK it would become ``.../computes/azureml:NAME``.
+    """
+    given = settings.get("compute")
+    if not given:
         raise UserError(
             "no Azure ML compute: set --compute, AZUREML_COMPUTE, compute in robotrain.toml, "
             "or point --terraform-dir at state with an aks_cluster output"
         )
-    return str(compute)
+    text = str(given).strip()
+    arm = _COMPUTE_ID.match(text)
+    if arm:
+        if arm["workspace"].lower() != workspace.workspace_name.lower() or (
+            arm["group"].lower() != workspace.resource_group.lower()
+        ):
+            raise UserError(
+                f"--compute {text}: that compute belongs to workspace {arm['workspace']} in "
+                f"{arm['group']}, but the job goes to {workspace.workspace_name} in "
+                f"{workspace.resource_group}; give a compute of that workspace"
+            )
+        name = arm["name"]
+    else:
+        name = text.removeprefix("azureml:")
+    if not _COMPUTE_NAME.match(name):
+        raise UserError(
+            f"--compute {text!r}: give a compute name (letters, digits and '-', starting with a letter), "
+            f"azureml:NAME or the compute's ARM id"
+        )
+    return name
 
 
 def compute_from_terraform(outputs: object) -> str | None:
-    """``k8s-<cluster>`` from the ``aks_cluster`` output, as the reference architecture names it."""
+    """``k8s-<cluster>`` from the ``aks_cluster`` output, named as the attach step names it."""
     get = getattr(outputs, "get", None)
     return aks_compute_name(get("aks_cluster.name")) if callable(get) else None
+
+
+def cloud_from(settings: Settings) -> str:
+    return str(settings.get("cloud") or DEFAULT_CLOUD)
+
+
+def authority_host(cloud: str) -> str | None:
+    """The sign-in host of a named cloud; ``None`` for a cloud only ARM metadata knows."""
+    known = CLOUDS.get(cloud)
+    return known[0] if known else None
+
+
+def key_vault_url(settings: Settings) -> str | None:
+    """``https://NAME.vault.azure.net`` from ``--key-vault`` (a name or URL), else ``None``."""
+    given = settings.get("key_vault")
+    if not given:
+        return None
+    text = str(given).strip().rstrip("/")
+    if text.startswith("https://"):
+        return text
+    if not _KEY_VAULT_NAME.match(text):
+        raise UserError(
+            f"--key-vault {text!r}: give the Key Vault's name (3-24 letters, digits and '-') "
+            f"or its URL (https://NAME.vault.azure.net)"
+        )
+    suffix = CLOUDS.get(cloud_from(settings), CLOUDS[DEFAULT_CLOUD])[1]
+    return f"https://{text}.{suffix}"
+
+
+def default_secret_name(variable: str) -> str:
+    """The Key Vault secret a variable is read from by default: ``HF_TOKEN`` → ``hf-token``."""
+    return variable.lower().replace("_", "-")
+
+
+def key_vault_secrets(job: JobSpec, settings: Settings) -> dict[str, str]:
+    """Each secret reference's variable → the Key Vault secret name it is read from."""
+    overrides: dict[str, str] = {}
+    for item in settings.get("key_vault_secret", []):
+        variable, sep, secret = str(item).partition("=")
+        if not sep or not _KEY_VAULT_SECRET.match(secret):
+            raise UserError(
+                f"--key-vault-secret {item!r}: give VARIABLE=secret-name (a Key Vault secret name: "
+                f"letters, digits and '-')"
+            )
+        overrides[variable] = secret
+    variables = [ref.env for ref in job.secrets]
+    unknown = sorted(set(overrides) - set(variables))
+    if unknown:
+        known = ", ".join(variables) or "none"
+        raise UserError(
+            f"--key-vault-secret {unknown[0]}: the job has no secret {unknown[0]} (its secrets: {known})"
+        )
+    return {variable: overrides.get(variable, default_secret_name(variable)) for variable in variables}
+
+
+def data_input_path(name: str, reference: str) -> str:
+    """``demos`` → ``azureml:demos@latest``; ``demos:3`` → ``azureml:demos:3`` (a staged data asset)."""
+    found = _ASSET.match(reference.removeprefix("azureml:"))
+    if not found:
+        raise UserError(
+            f"job input {name}: {reference!r} is not a data asset; give NAME or NAME:VERSION of a dataset "
+            f"staged with `invoke stage-dataset --platform azureml`"
+        )
+    version = found["version"]
+    return f"azureml:{found['name']}:{version}" if version else f"azureml:{found['name']}@latest"
 
 
 @dataclass(frozen=True)
@@ -108,21 +224,32 @@ class AzureJob:
     environment_variables: Mapping[str, str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     timeout_seconds: int | None = None
-    omitted_secrets: tuple[str, ...] = ()
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    """Variable → Key Vault secret name, read at job start by the wrapper."""
 
     @property
     def environment_ref(self) -> str:
         return f"azureml:{self.environment_name}:{self.environment_version}"
 
+    @property
+    def checkpoint_uri(self) -> str:
+        """Where the checkpoints are kept: the ``checkpoints`` output of this job."""
+        return job_output_uri(self.name, CHECKPOINTS)
+
+
+def job_output_uri(job: str, output: str, path: str = "") -> str:
+    """The documented URI of a job output: ``azureml://jobs/<job>/outputs/<output>/paths/<path>``."""
+    return f"azureml://jobs/{job}/outputs/{output}/paths/{path}"
+
 
 def job_document(azure_job: AzureJob) -> dict[str, object]:
     """The command job as the SDK's ``CommandJob.dump`` writes it, built without the SDK."""
     inputs: dict[str, object] = dict(azure_job.inputs)
-    inputs |= {name: {"type": "uri_folder", "path": uri} for name, uri in azure_job.data_inputs.items()}
+    inputs |= {name: {"type": "uri_folder", "path": uri, "mode": "ro_mount"}
+               for name, uri in azure_job.data_inputs.items()}  # fmt: skip
     outputs: dict[str, object] = {CHECKPOINTS: {"type": "uri_folder", "mode": "upload"}}
     outputs |= {name: {"type": "uri_folder", "mode": "upload", "path": uri}
                 for name, uri in azure_job.data_outputs.items()}  # fmt: skip
-    compute = azure_job.compute
     document: dict[str, object] = {
         "type": "command",
         "name": azure_job.name,
@@ -131,7 +258,7 @@ def job_document(azure_job: AzureJob) -> dict[str, object]:
         "command": azure_job.command,
         "environment": azure_job.environment_ref,
         "environment_variables": dict(azure_job.environment_variables),
-        "compute": compute if compute.startswith("azureml:") else f"azureml:{compute}",
+        "compute": f"azureml:{azure_job.compute}",
         "resources": {"instance_type": azure_job.instance_type, "properties": {}},
         "identity": {"type": "managed_identity"},
         "inputs": inputs,
@@ -149,7 +276,12 @@ def job_document(azure_job: AzureJob) -> dict[str, object]:
 
 def job_yaml(azure_job: AzureJob) -> str:
     """Azure ML command job YAML (loadable with ``azure.ai.ml.load_job``), without importing the SDK."""
-    return yaml.safe_dump(job_document(azure_job), sort_keys=True, default_flow_style=False)
+    text = yaml.safe_dump(job_document(azure_job), sort_keys=True, default_flow_style=False)
+    if azure_job.secrets:
+        vault = azure_job.environment_variables.get(KEY_VAULT_URL_VARIABLE, WORKSPACE_KEY_VAULT)
+        read = ", ".join(f"{variable} <- {secret}" for variable, secret in azure_job.secrets.items())
+        text = f"# secrets read at job start from Key Vault {vault}: {read}\n" + text
+    return text
 
 
 def input_name(flag: str) -> str:
@@ -158,10 +290,11 @@ def input_name(flag: str) -> str:
 
 
 def translate_command(command: Sequence[str]) -> tuple[list[str], dict[str, str | int]]:
-    """Turn each ``--flag value`` pair with a non-empty value into ``--flag ${{inputs.flag}}``.
+    """Turn each ``--flag value`` pair with a shell-safe value into ``--flag ${{inputs.flag}}``.
 
-    Values become typed job inputs (integers stay integers), so they show and
-    can be changed in Studio; empty values stay literal empty strings.
+    Values become typed job inputs (integers stay integers), so they show and can be changed in
+    Studio. Azure ML pastes an input's value into the command unquoted, so only values that need no
+    quoting become inputs; others (and empty values) stay quoted literals.
     """
     words: list[str] = []
     inputs: dict[str, str | int] = {}
@@ -169,7 +302,7 @@ def translate_command(command: Sequence[str]) -> tuple[list[str], dict[str, str 
     while index < len(command):
         word = command[index]
         value = command[index + 1] if index + 1 < len(command) else None
-        if _FLAG.match(word) and value and not value.startswith("-") and "${{" not in value:
+        if _FLAG.match(word) and value and not value.startswith("-") and shlex.quote(value) == value:
             name = input_name(word)
             if name in inputs:
                 raise UserError(f"the job command repeats {word}; give it once")
@@ -182,11 +315,18 @@ def translate_command(command: Sequence[str]) -> tuple[list[str], dict[str, str 
     return words, inputs
 
 
-def render_command(words: Sequence[str]) -> str:
-    """A shell command line; ``${{...}}`` references are left unquoted for Azure ML to fill."""
+def render_command(words: Sequence[str], data_inputs: Sequence[str] = (), wrapped: bool = False) -> str:
+    """A shell command line; ``${{...}}`` references are left unquoted for Azure ML to fill.
+
+    Azure ML substitutes ``${{inputs.x}}``/``${{outputs.x}}`` in the command only, never in
+    ``environment_variables``, so the paths the job needs are set as assignments in front of it.
+    ``wrapped`` runs the command through the Key Vault wrapper, which sets the job's secrets first.
+    """
+    assignments = [f"{CHECKPOINT_ENV}=${{{{outputs.{CHECKPOINTS}}}}}"]
+    assignments += [f"{input_variable(name)}=${{{{inputs.{name}}}}}" for name in data_inputs]
     rendered = [w if _REFERENCE.fullmatch(w.strip()) else shlex.quote(w) for w in words]
-    prefix = f"{CHECKPOINT_ENV}=${{{{outputs.{CHECKPOINTS}}}}}"
-    return " ".join([prefix, *rendered])
+    launcher = ["${PYTHON:-python3}", KEY_VAULT_SCRIPT] if wrapped else []
+    return " ".join([*assignments, *launcher, *rendered])
 
 
 def check_references(command: str, inputs: Mapping[str, object], outputs: Mapping[str, object]) -> None:
@@ -203,23 +343,27 @@ def check_references(command: str, inputs: Mapping[str, object], outputs: Mappin
             )
 
 
-def stage_code(payload: Payload, state_dir: Path) -> Path:
-    """The payload unpacked into a folder named by its hash, so the SDK's content hash is stable."""
-    folder = state_dir / "azureml" / "code" / payload.sha256
+def stage_code(payload: Payload | None, state_dir: Path) -> Path:
+    """The payload unpacked, with the Key Vault wrapper, into a folder named by its hash.
+
+    The same payload gives the same folder, so the SDK's content hash is stable and unchanged
+    code is not uploaded again.
+    """
+    key = payload.sha256 if payload is not None else "no-payload"
+    folder = state_dir / "azureml" / "code" / key
     if not (folder / ".complete").exists():
         partial = folder.with_name(folder.name + ".partial")
         if partial.exists():
-            import shutil
-
             shutil.rmtree(partial)
-        unpack(payload, partial)
+        if payload is not None:
+            unpack(payload, partial)
+        partial.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_JOB_START, partial / KEY_VAULT_SCRIPT)
+        (partial / ".amlignore").write_text(".complete\n.amlignore\n")
+        (partial / ".complete").write_text(key)
         if folder.exists():
-            import shutil
-
             shutil.rmtree(folder)
         partial.rename(folder)
-        (folder / ".amlignore").write_text(".complete\n.amlignore\n")
-        (folder / ".complete").write_text(payload.sha256)
     return folder
 
 
@@ -229,18 +373,18 @@ def fingerprint(data: Mapping[str, object]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def check_job_name(name: str) -> str:
-    if not _NAME.match(name):
+def check_job_name(name: str, what: str = "--job-name") -> str:
+    if not _NAME.match(name) or len(name) > 240:
         raise UserError(
-            f"--job-name {name!r}: Azure ML job names use letters, digits, '-' and '_' "
-            f"(start with a letter or digit, at most 255 characters)"
+            f"{what} {name!r}: Azure ML job names use letters, digits, '-' and '_' "
+            f"(start with a letter or digit, at most 240 characters here)"
         )
     return name
 
 
-def new_job_name(base: str, spec_hash: str) -> str:
-    """``<job>-<spec hash>-<random>``: unique per submission, chosen before anything is sent."""
-    return check_job_name(f"{base}-{spec_hash}-{uuid.uuid4().hex[:6]}")
+def new_job_name(prefix: str, spec_hash: str) -> str:
+    """``<prefix>-<spec hash>-<random>``: unique per submission, chosen before anything is sent."""
+    return f"{prefix}-{spec_hash}-{uuid.uuid4().hex[:6]}"
 
 
 def _pending_file(state_dir: Path, spec_hash: str) -> Path:
@@ -263,39 +407,66 @@ def forget_pending(state_dir: Path, azure_job: AzureJob) -> None:
     _pending_file(state_dir, azure_job.spec_hash).unlink(missing_ok=True)
 
 
-def build(job: JobSpec, settings: Settings, code: Path | None) -> AzureJob:
-    """The Azure ML job for ``job``; every reference is checked here, before any request."""
+def build(
+    job: JobSpec,
+    settings: Settings,
+    code: Path | None,
+    vault_url: str | None = None,
+    authority: str | None = None,
+) -> AzureJob:
+    """The Azure ML job for ``job``; every reference is checked here, before any request.
+
+    ``vault_url`` is the Key Vault the secrets are read from (default: ``--key-vault``);
+    ``authority`` the sign-in host of the selected cloud (default: the named cloud's).
+    """
+    workspace = workspace_from(settings)
     words, inputs = translate_command(job.command)
-    command = render_command(words)
-    data_inputs = dict(job.inputs)
+    data_inputs = {name: data_input_path(name, ref) for name, ref in job.inputs.items()}
     for name in data_inputs:
         if name in inputs:
             raise UserError(f"job input {name!r} is both a command value and a data input; rename one")
-    outputs = {CHECKPOINTS: "", **job.outputs}
-    check_references(command, {**inputs, **data_inputs}, outputs)
+    secrets = key_vault_secrets(job, settings)
+    command = render_command(words, list(data_inputs), wrapped=bool(secrets))
+    check_references(command, {**inputs, **data_inputs}, {CHECKPOINTS: "", **job.outputs})
+    environment = dict(job.environment)
+    authority = authority or authority_host(cloud_from(settings))
+    if authority and "AZURE_AUTHORITY_HOST" in environment:
+        environment["AZURE_AUTHORITY_HOST"] = authority.rstrip("/")
+    if secrets:
+        environment[KEY_VAULT_URL_VARIABLE] = vault_url or key_vault_url(settings) or WORKSPACE_KEY_VAULT
+        environment[KEY_VAULT_SECRETS_VARIABLE] = ",".join(f"{v}={s}" for v, s in secrets.items())
+    prefix = check_job_name(str(job.name))
     given = settings.get("job_name")
-    base = settings.get("display_name") or job.name
-    description = {"job": job.to_dict(), "compute": settings.get("compute")}
-    spec_hash = fingerprint(description)
-    reused = pending_name(settings.state_dir, spec_hash)
-    name = check_job_name(str(given)) if given else reused or new_job_name(job.name, spec_hash)
-    return AzureJob(
-        name=name,
-        spec_hash=spec_hash,
-        display_name=str(base),
+    draft = AzureJob(
+        name="",
+        spec_hash="",
+        display_name=str(settings.get("display_name") or given or job.name),
         experiment=job.experiment,
         command=command,
         code=code,
         environment_name=str(settings.get("environment_name") or job.image.name),
         environment_version=str(settings.get("environment_version") or job.image.version),
         image=job.image.uri,
-        compute=compute_from(settings),
+        compute=compute_from(settings, workspace),
         instance_type=str(settings.get("instance_type", "gpuspot")),
         inputs=inputs,
         data_inputs=data_inputs,
         data_outputs=dict(job.outputs),
-        environment_variables=dict(job.environment),
+        environment_variables=environment,
         tags=dict(job.tags),
         timeout_seconds=job.timeout_seconds,
-        omitted_secrets=tuple(s.env for s in job.secrets),
+        secrets=secrets,
     )
+    spec_hash = fingerprint(_fingerprinted(draft, job))
+    name = pending_name(settings.state_dir, spec_hash) or new_job_name(prefix, spec_hash)
+    tags = {**draft.tags, FINGERPRINT_TAG: spec_hash}
+    return replace(draft, name=name, spec_hash=spec_hash, tags=tags)
+
+
+def _fingerprinted(draft: AzureJob, job: JobSpec) -> dict[str, object]:
+    """Everything that changes the job: the request without its name, and the code's content."""
+    described = asdict(draft)
+    described.pop("name")
+    described.pop("spec_hash")
+    described["code"] = job.payload.sha256 if job.payload is not None else None
+    return described
