@@ -44,7 +44,7 @@ BINARY_PROBE = 8000
 """Like git: a file with a NUL byte in its first 8000 bytes is binary and its content is not scanned."""
 BLOCK_SIZE = 256 * 1024
 """Text is scanned in blocks of whole lines of about this many bytes."""
-SHOWN_FINDINGS = 8
+SHOWN_FINDINGS = 30
 ALLOW_KEY = "allow_secrets"
 NAME_KIND = "secret file name"
 SYMLINK_KIND = "symlink out of the folder"
@@ -99,10 +99,15 @@ def is_allowed(path: Path, allowed: Sequence[AllowedSecret]) -> bool:
 
 
 def refusal(findings: Sequence[Finding], action: str) -> UserError:
-    """One line naming every finding (the first few, then a count) and the three ways out."""
-    count = len(findings)
-    findings = sorted(findings, key=lambda f: (str(f.path), f.line or 0))
-    listed = ", ".join(f.shown() for f in findings[:SHOWN_FINDINGS])
+    """One line naming each place (the first 30, then a count), what was found there and the ways out."""
+    kinds: dict[tuple[str, int], list[str]] = {}
+    for finding in findings:
+        kinds.setdefault((str(finding.path), finding.line or 0), []).append(finding.kind)
+    places = [
+        Finding(Path(path), line, ", ".join(sorted(set(k)))) for (path, line), k in sorted(kinds.items())
+    ]
+    count = len(places)
+    listed = ", ".join(place.shown() for place in places[:SHOWN_FINDINGS])
     if count > SHOWN_FINDINGS:
         listed += f" and {count - SHOWN_FINDINGS} more"
     fix = (
