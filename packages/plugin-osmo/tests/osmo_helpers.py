@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from osmo_spec_rules import Version, kubernetes_problems, spec_problems
 
+from robotrain import Image, JobSpec, Resources, SecretRef
+from robotrain.payload import pack
 from robotrain.testing import run_cli
 
 ENV_LIMIT = 128 * 1024
@@ -44,6 +46,35 @@ def assert_obeys_osmo_rules(spec: dict[str, Any], version: Version = (6, 3)) -> 
         assert len(f"{name}={value}".encode()) < ENV_LIMIT
 
 
+def lerobot_job(state_dir: Path, with_input: bool) -> JobSpec:
+    """A job as the lerobot plugin builds it: its entry script, HF/W&B credentials, a staged dataset input."""
+    code = state_dir.parent / "lerobot-entry"
+    code.mkdir(parents=True, exist_ok=True)
+    (code / "train_lerobot.sh").write_text(
+        'exec "${PYTHON:-python3}" "$(dirname "$0")/lerobot_job.py" "$@"\n'
+    )
+    (code / "lerobot_job.py").write_text("print('lerobot')\n")
+    return JobSpec(
+        workload="lerobot",
+        name="lerobot-act-training",
+        image=Image("pytorch/pytorch:2.4.1-cuda12.4-cudnn9-runtime", "lerobot-training-env", "1.0.0"),
+        command=(
+            "bash",
+            "training/train_lerobot.sh",
+            "--dataset.repo_id=lerobot/aloha_sim_insertion_human",
+            "--policy.type=act",
+            "--steps=100",
+        ),
+        experiment="lerobot-training",
+        environment={"HF_HUB_DISABLE_TELEMETRY": "1"},
+        secrets=(SecretRef("HF_TOKEN", "hf_token", "token"), SecretRef("WANDB_API_KEY", "wandb", "api_key")),
+        resources=Resources(gpu=1, cpu=8, memory="48Gi", storage="80Gi"),
+        payload=pack({"training": code}, state_dir / "payloads"),
+        inputs={"dataset": "episodes"} if with_input else {},
+        timeout_seconds=12 * 3600,
+    )
+
+
 @dataclass
 class FakeOsmo:
     """The stand-in CLI: its environment, and what it recorded."""
@@ -72,6 +103,9 @@ class FakeOsmo:
     def osmo_calls(self) -> list[list[str]]:
         """The calls that reached OSMO's service (``osmo version`` is a local query)."""
         return [argv for argv in self.argvs() if argv[:1] != ["version"]]
+
+    def osmo_calls_records(self) -> list[dict[str, Any]]:
+        return [call for call in self.calls() if call["argv"][:1] != ["version"]]
 
     def run(self, args: Sequence[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
         """``robotrain ARGS`` with the stand-in first on PATH."""

@@ -40,7 +40,9 @@ def test_status_finds_the_platform_of_a_submitted_job(osmo: FakeOsmo, project: P
 
 def test_logs_without_follow_return_promptly_with_what_is_there(osmo: FakeOsmo, project: Path) -> None:
     timeline = {"FAKE_OSMO_LOG_BACKLOG": "2", "FAKE_OSMO_LOG_LINES": "6", "FAKE_OSMO_LOG_INTERVAL": "3"}
-    result = osmo.run(["logs", "wf-3", *OSMO], cwd=project, ROBOTRAIN_OSMO_LOGS_QUIET_SECONDS="0.5", **timeline)
+    result = osmo.run(
+        ["logs", "wf-3", *OSMO], cwd=project, ROBOTRAIN_OSMO_LOGS_QUIET_SECONDS="0.5", **timeline
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[train] step 1\n[train] step 2\n"
     status = osmo.run(["status", "wf-3", *OSMO], cwd=project, **timeline)
@@ -88,7 +90,10 @@ def test_ctrl_c_stops_following_cleanly(osmo: FakeOsmo, project: Path) -> None:
     ("stdout", "message"),
     [
         ("Error message: Workflow wf-3 not found\nError code: 404\n", "Workflow wf-3 not found"),
-        ("Error message: Workflow submit failed:\nname\n  ^\nError code: 2\n", "Workflow submit failed: name ^"),
+        (
+            "Error message: Workflow submit failed:\nname\n  ^\nError code: 2\n",
+            "Workflow submit failed: name ^",
+        ),
         ('{"message": "Invalid request", "code": 2}', "Invalid request"),
     ],
 )

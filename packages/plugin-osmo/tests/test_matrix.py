@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from osmo_helpers import FakeOsmo, add_random_file, assert_obeys_osmo_rules, task_of
+from osmo_helpers import FakeOsmo, add_random_file, assert_obeys_osmo_rules, lerobot_job, task_of
 
-from robotrain import Image, JobSpec, Resources, SecretRef, Settings, UserError
+from robotrain import JobSpec, Settings, UserError
 from robotrain.common_options import apply_common_options
-from robotrain.payload import pack
 from robotrain.plugins import load_plugins
 from robotrain_osmo import datasets, submit
 
@@ -139,35 +138,6 @@ UNDEFINED_TEMPLATE = ARCHIVE_TEMPLATE.replace("{{ image }}", "{{ not_a_value }}"
 BAD_YAML_TEMPLATE = "workflow:\n  name: [unclosed\n  tasks: {{ image }}\n"
 
 
-def lerobot_job(state_dir: Path, with_input: bool) -> JobSpec:
-    """A job as the lerobot plugin builds it: its entry script, HF/W&B credentials, a staged dataset input."""
-    code = state_dir.parent / "lerobot-entry"
-    code.mkdir(parents=True, exist_ok=True)
-    (code / "train_lerobot.sh").write_text(
-        'exec "${PYTHON:-python3}" "$(dirname "$0")/lerobot_job.py" "$@"\n'
-    )
-    (code / "lerobot_job.py").write_text("print('lerobot')\n")
-    return JobSpec(
-        workload="lerobot",
-        name="lerobot-act-training",
-        image=Image("pytorch/pytorch:2.4.1-cuda12.4-cudnn9-runtime", "lerobot-training-env", "1.0.0"),
-        command=(
-            "bash",
-            "training/train_lerobot.sh",
-            "--dataset.repo_id=lerobot/aloha_sim_insertion_human",
-            "--policy.type=act",
-            "--steps=100",
-        ),  # fmt: skip
-        experiment="lerobot-training",
-        environment={"HF_HUB_DISABLE_TELEMETRY": "1"},
-        secrets=(SecretRef("HF_TOKEN", "hf_token", "token"), SecretRef("WANDB_API_KEY", "wandb", "api_key")),
-        resources=Resources(gpu=1, cpu=8, memory="48Gi", storage="80Gi"),
-        payload=pack({"training": code}, state_dir / "payloads"),
-        inputs={"dataset": "episodes"} if with_input else {},
-        timeout_seconds=12 * 3600,
-    )
-
-
 @pytest.fixture
 def in_process(osmo: FakeOsmo, project: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[Case], Any]:
     """Run a case's submission in this process, the stand-in on PATH."""
@@ -221,9 +191,11 @@ def test_accepted_combination_passes_the_stand_in(osmo: FakeOsmo, in_process: Ca
         assert_obeys_osmo_rules(spec, version)
         task = task_of(spec)
         assert task["environment"]["TRAINING_CHECKPOINT_OUTPUT"] == "{{output}}/checkpoints"
-        assert task["outputs"][0] == ({"url": f"{URL}/checkpoints/{spec['workflow']['name']}/{{{{workflow_id}}}}"}
-                                      if version == (6, 4) else
-                                      {"dataset": {"name": f"training/{spec['workflow']['name']}-checkpoints"}})  # fmt: skip
+        name = spec["workflow"]["name"]
+        kept = {"url": f"{URL}/checkpoints/{name}/{{{{workflow_id}}}}"}
+        assert task["outputs"][0] == (
+            kept if version == (6, 4) else {"dataset": {"name": f"training/{name}-checkpoints"}}
+        )
         if case.workload == "lerobot":
             _assert_lerobot_input(task, version)
         timeout = case.options.get("timeout")
@@ -235,7 +207,7 @@ def test_accepted_combination_passes_the_stand_in(osmo: FakeOsmo, in_process: Ca
 
 
 def _assert_lerobot_input(task: dict[str, Any], version: tuple[int, int]) -> None:
-    """The staged dataset is the last task input, and the job learns its folder from ROBOTRAIN_INPUT_DATASET."""
+    """The staged dataset is the last task input; the job learns its folder from ROBOTRAIN_INPUT_DATASET."""
     index = len(task["inputs"]) - 1
     variable = task["environment"]["ROBOTRAIN_INPUT_DATASET"]
     if version == (6, 4):

@@ -30,7 +30,7 @@ def dry_run(osmo: FakeOsmo, project: Path, *args: str) -> tuple[dict[str, object
 
 
 def test_isaaclab_inline_spec_obeys_every_rule(osmo: FakeOsmo, project: Path) -> None:
-    spec, text = dry_run(osmo, project)
+    spec, _text = dry_run(osmo, project)
     assert_obeys_osmo_rules(spec)
     workflow = spec["workflow"]
     assert workflow["name"] == "isaaclab-training"
@@ -46,7 +46,9 @@ def test_isaaclab_inline_spec_obeys_every_rule(osmo: FakeOsmo, project: Path) ->
     assert not any(len(v) > 1000 for v in task["environment"].values()), "the archive is never in env"
 
 
-def test_dry_run_shows_the_archive_as_size_hash_and_files_never_its_bytes(osmo: FakeOsmo, project: Path) -> None:
+def test_dry_run_shows_the_archive_as_size_hash_and_files_never_its_bytes(
+    osmo: FakeOsmo, project: Path
+) -> None:
     add_random_file(project, 300 * 1024)
     spec, text = dry_run(osmo, project)
     (payload,) = (project / ".robotrain" / "payloads").glob("*.tar.gz")
@@ -60,7 +62,9 @@ def test_dry_run_shows_the_archive_as_size_hash_and_files_never_its_bytes(osmo: 
     assert "#   training/scripts/train.sh" in text and "#   training/weights.bin" in text
 
 
-def test_dry_run_shows_client_version_submit_command_and_checkpoint_place(osmo: FakeOsmo, project: Path) -> None:
+def test_dry_run_shows_client_version_submit_command_and_checkpoint_place(
+    osmo: FakeOsmo, project: Path
+) -> None:
     args = ["--pool", "p1", "--timeout", "3600", "--env", "DEBUG_LEVEL=2", "--", "--set-env", "A=1"]
     spec, text = dry_run(osmo, project, *args)
     assert "# OSMO client 6.3 (assumed: no osmo CLI on PATH" not in text  # the stand-in is on PATH
@@ -95,12 +99,14 @@ def test_dataset_name_alone_selects_dataset_mode(osmo: FakeOsmo, project: Path) 
 
 def test_dataset_spec_with_storage_url_is_content_addressed(osmo: FakeOsmo, project: Path) -> None:
     args = ["--payload", "dataset", "--dataset-url", "s3://bucket/robotrain/", "--osmo-client-version", "6.4"]
-    spec, text = dry_run(osmo, project, *args)
+    spec, _text = dry_run(osmo, project, *args)
     assert_obeys_osmo_rules(spec, (6, 4))
     (item,) = task_of(spec)["inputs"]
     assert item["url"].startswith("s3://bucket/robotrain/training-code/")
     assert len(item["url"].rsplit("/", 1)[1]) == 12
-    assert task_of(spec)["outputs"] == [{"url": "s3://bucket/robotrain/checkpoints/isaaclab-training/{{workflow_id}}"}]
+    assert task_of(spec)["outputs"] == [
+        {"url": "s3://bucket/robotrain/checkpoints/isaaclab-training/{{workflow_id}}"}
+    ]
 
 
 def test_scripts_environment_names_set_resources_and_payload_root(osmo: FakeOsmo, project: Path) -> None:
@@ -109,7 +115,12 @@ def test_scripts_environment_names_set_resources_and_payload_root(osmo: FakeOsmo
     result = osmo.run(DRY_RUN, cwd=project, **names)
     assert result.returncode == 0, result.stderr
     spec = yaml.safe_load(result.stdout)
-    assert spec["workflow"]["resources"]["default"] == {"gpu": 4, "cpu": 12, "memory": "128Gi", "storage": "1Ti"}
+    assert spec["workflow"]["resources"]["default"] == {
+        "gpu": 4,
+        "cpu": 12,
+        "memory": "128Gi",
+        "storage": "1Ti",
+    }
     assert "payload_root=/workspace/custom" in task_of(spec)["files"][0]["contents"]
     spec, _ = dry_run(osmo, project, "--payload-root", "/opt/code")
     assert "payload_root=/opt/code" in task_of(spec)["files"][0]["contents"]
@@ -134,7 +145,7 @@ def test_entry_scripts_are_valid_bash(osmo: FakeOsmo, project: Path, tmp_path: P
 
 def test_overrides_reach_the_spec(osmo: FakeOsmo, project: Path) -> None:
     args = ["--gpu", "2", "--cpu", "16", "--memory", "64Gi", "--storage", "1.5Ti", "--timeout", "90m"]
-    spec, text = dry_run(osmo, project, *args)
+    spec, _text = dry_run(osmo, project, *args)
     assert_obeys_osmo_rules(spec)
     assert spec["workflow"]["resources"]["default"] == {
         "gpu": 2,
@@ -195,7 +206,7 @@ def test_2_mb_archive_is_refused_inline_naming_dataset(osmo: FakeOsmo, project: 
 
 def test_2_mb_archive_goes_by_dataset_without_the_option(osmo: FakeOsmo, project: Path) -> None:
     add_random_file(project, 2 * 1024 * 1024)
-    spec, text = dry_run(osmo, project)
+    spec, _text = dry_run(osmo, project)
     assert_obeys_osmo_rules(spec)
     assert task_of(spec)["inputs"] == [{"dataset": {"name": "training/training-code"}}]
 
@@ -265,5 +276,7 @@ def test_submitted_archive_bytes_round_trip(osmo: FakeOsmo, project: Path) -> No
 
 
 def test_yaml_is_written_by_libyaml_when_present() -> None:
-    assert yaml.__with_libyaml__, "PyYAML without libyaml: the spec is written by the slow pure-Python emitter"
+    assert yaml.__with_libyaml__, (
+        "PyYAML without libyaml: the spec is written by the slow pure-Python emitter"
+    )
     assert issubclass(_SpecDumper, yaml.CSafeDumper)

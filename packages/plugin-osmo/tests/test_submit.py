@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import pytest
 import yaml
-from osmo_helpers import FakeOsmo, add_random_file, assert_obeys_osmo_rules, task_of
+from osmo_helpers import FakeOsmo, add_random_file, assert_obeys_osmo_rules, lerobot_job, task_of
 
+from robotrain import UserError
+from robotrain.plugins import load_plugins
 from robotrain.testing import assert_one_line_error
+from robotrain_osmo import submit
 
 TRAIN = ["train", "--platform", "osmo"]
 
@@ -19,8 +23,10 @@ def submit_argvs(osmo: FakeOsmo) -> list[list[str]]:
 
 
 def test_submit_sends_the_spec_first_with_options_and_extra_args(osmo: FakeOsmo, project: Path) -> None:
-    args = ["--pool", "gpu-pool", "--priority", "high", "--label", "team=robots", "--label", "run=1"]
-    result = osmo.run([*TRAIN, *args, "--output", "json", "--", "--set-env", "DEBUG=1"], cwd=project)
+    args = ["--pool", "gpu-pool", "--priority", "high", "--label", "team=robots", "--label", "run=1",
+            "--dataset-url", "s3://bucket/robotrain"]  # fmt: skip
+    result = osmo.run([*TRAIN, *args, "--output", "json", "--", "--set-env", "DEBUG=1"], cwd=project,
+                      FAKE_OSMO_VERSION="6.4.0")  # fmt: skip
     assert result.returncode == 0, result.stderr
     (argv,) = submit_argvs(osmo)
     spec_path = Path(argv[2])
@@ -31,6 +37,9 @@ def test_submit_sends_the_spec_first_with_options_and_extra_args(osmo: FakeOsmo,
     assert record["job_id"] == "isaaclab-training-1"
     assert record["url"] == "https://osmo.example.com/workflows/isaaclab-training-1"
     assert record["details"]["logs"] == "https://osmo.example.com/api/workflow/isaaclab-training-1/logs"
+    checkpoints = "s3://bucket/robotrain/checkpoints/isaaclab-training/isaaclab-training-1"
+    assert record["details"]["checkpoints"] == checkpoints
+    assert f"checkpoints of isaaclab-training-1 are kept in {checkpoints}" in result.stderr
     assert osmo.submitted_spec() == yaml.safe_load(spec_path.read_text())
 
 
@@ -42,8 +51,20 @@ def test_submit_prints_the_workflow_id_and_url(osmo: FakeOsmo, project: Path) ->
         == "osmo job isaaclab-training-1  https://osmo.example.com/workflows/isaaclab-training-1"
     )
     spec = osmo.submitted_spec()
-    assert_obeys_osmo_rules(spec, osmo.submits()[-1]["spec_text"])
-    assert spec["workflow"]["timeout"]["exec_timeout"] == "23h"
+    assert_obeys_osmo_rules(spec)
+    assert spec["workflow"]["timeout"]["exec_timeout"] == 23 * 3600
+
+
+def test_train_declares_and_prints_where_checkpoints_are_kept(osmo: FakeOsmo, project: Path) -> None:
+    result = osmo.run(TRAIN, cwd=project)
+    assert result.returncode == 0, result.stderr
+    task = task_of(osmo.submitted_spec())
+    assert task["environment"]["TRAINING_CHECKPOINT_OUTPUT"] == "{{output}}/checkpoints"
+    assert task["outputs"] == [{"dataset": {"name": "training/isaaclab-training-checkpoints"}}]
+    assert (
+        "checkpoints of isaaclab-training-1 are kept in OSMO dataset training/isaaclab-training-checkpoints"
+        in (result.stderr)
+    )
 
 
 def test_600_kb_archive_submits_inline(osmo: FakeOsmo, project: Path) -> None:
@@ -52,13 +73,13 @@ def test_600_kb_archive_submits_inline(osmo: FakeOsmo, project: Path) -> None:
     assert result.returncode == 0, result.stderr
     task = task_of(osmo.submitted_spec())
     assert any(f.get("base64") is True and len(f["contents"]) > 600 * 1024 for f in task["files"])
-    assert [a[0] for a in osmo.argvs()] == ["workflow"], "inline needs no staging"
+    assert [a[0] for a in osmo.argvs()] == ["version", "workflow"], "inline needs no staging"
 
 
 def test_2_mb_archive_is_refused_inline(osmo: FakeOsmo, project: Path) -> None:
     add_random_file(project, 2 * 1024 * 1024)
     assert_one_line_error(
-        osmo.run([*TRAIN, "--payload", "inline"], cwd=project), "--payload dataset", "1 MiB"
+        osmo.run([*TRAIN, "--payload", "inline"], cwd=project), "--payload dataset", "1,048,576 bytes"
     )
     assert osmo.calls() == []
 
@@ -77,7 +98,7 @@ def test_dataset_payload_stages_then_references_the_version(osmo: FakeOsmo, proj
     assert "training/scripts/train.sh" in upload["uploaded_files"]
     assert not any(name.endswith(".env") for name in upload["uploaded_files"])
     spec = osmo.submitted_spec()
-    assert_obeys_osmo_rules(spec, osmo.submits()[-1]["spec_text"])
+    assert_obeys_osmo_rules(spec)
     assert task_of(spec)["inputs"] == [{"dataset": {"name": "code/anymal:1"}}]
 
 
@@ -107,7 +128,7 @@ def test_osmo_6_4_uploads_data_under_the_storage_url(osmo: FakeOsmo, project: Pa
     (upload,) = [a for a in osmo.argvs() if a[0] == "data"]
     assert upload[:2] == ["data", "upload"] and upload[2].startswith("s3://bucket/robotrain/training-code/")
     spec = osmo.submitted_spec()
-    assert_obeys_osmo_rules(spec, osmo.submits()[-1]["spec_text"])
+    assert_obeys_osmo_rules(spec)
     assert task_of(spec)["inputs"] == [{"url": upload[2]}]
 
 
@@ -190,20 +211,72 @@ def test_user_template_gets_the_script_variables(osmo: FakeOsmo, project: Path) 
     assert json.loads(json.dumps(call["rendered"]["workflow"]["resources"]))["default"]["gpu"] == 1
 
 
-def test_user_template_dry_run_shows_the_command(osmo: FakeOsmo, project: Path) -> None:
+def test_user_template_dry_run_renders_it_like_osmo(osmo: FakeOsmo, project: Path) -> None:
     (project / "wf.yaml").write_text(TEMPLATE)
     result = osmo.run([*TRAIN, "--workflow", "wf.yaml", "--dry-run"], cwd=project)
     assert result.returncode == 0, result.stderr
-    preview = yaml.safe_load(result.stdout)
-    assert preview["command"][:4] == ["osmo", "workflow", "submit", str(project / "wf.yaml")]
-    assert preview["set_string"]["task"] == "Isaac-Velocity-Rough-Anymal-C-v0"
-    assert osmo.calls() == []
+    rendered = yaml.safe_load(result.stdout)
+    environment = task_of(rendered)["environment"]
+    assert environment["TASK"] == "Isaac-Velocity-Rough-Anymal-C-v0"
+    assert environment["TRAINING_ROOT"] == "{{input:0}}/training-code/training", "OSMO's tokens stay"
+    assert f"# submitted as: osmo workflow submit {project / 'wf.yaml'} -t json --set-string" in result.stdout
+    assert osmo.osmo_calls() == []
 
 
-def test_missing_user_template_is_one_line(osmo: FakeOsmo, project: Path) -> None:
-    assert_one_line_error(
-        osmo.run([*TRAIN, "--workflow", "nope.yaml"], cwd=project), "--workflow", "nope.yaml"
+@pytest.mark.parametrize(
+    ("template", "fragment"),
+    [
+        (TEMPLATE.replace("{{ task }}", "{{ tsak }}"), "'tsak' is undefined"),
+        (TEMPLATE.replace("  tasks:", "  tasks: [oops"), "not valid YAML"),
+    ],
+)
+def test_user_template_mistakes_are_one_line(
+    osmo: FakeOsmo, project: Path, template: str, fragment: str
+) -> None:
+    (project / "wf.yaml").write_text(template)
+    for extra in (["--dry-run"], []):
+        assert_one_line_error(
+            osmo.run([*TRAIN, "--workflow", "wf.yaml", *extra], cwd=project), "wf.yaml", fragment
+        )
+    assert osmo.osmo_calls() == []
+
+
+def test_template_expecting_the_archive_gets_it_when_it_fits(osmo: FakeOsmo, project: Path) -> None:
+    template = TEMPLATE.replace(
+        '      TASK: "{{ task }}"', '      TASK: "{{ task }}"\n      ARCHIVE: "{{ encoded_archive }}"'
     )
+    (project / "wf.yaml").write_text(template)
+    dry = osmo.run([*TRAIN, "--workflow", "wf.yaml", "--dry-run"], cwd=project)
+    assert dry.returncode == 0, dry.stderr
+    assert task_of(yaml.safe_load(dry.stdout))["environment"]["ARCHIVE"].startswith(
+        "<inline archive not shown"
+    )
+    assert osmo.run([*TRAIN, "--workflow", "wf.yaml"], cwd=project).returncode == 0
+    (payload,) = (project / ".robotrain" / "payloads").glob("*.tar.gz")
+    archive = task_of(osmo.submits()[-1]["rendered"])["environment"]["ARCHIVE"]
+    assert base64.b64decode(archive) == payload.read_bytes()
+    add_random_file(project, 200 * 1024)
+    result = osmo.run([*TRAIN, "--workflow", "wf.yaml"], cwd=project)
+    assert_one_line_error(result, "encoded_archive", "dataset-style template", "generated spec")
+    assert len(osmo.submits()) == 1
+
+
+def test_missing_credential_is_reported_before_submitting(
+    osmo: FakeOsmo, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in {**osmo.env, "FAKE_OSMO_CREDENTIALS": "hf_token"}.items():
+        monkeypatch.setenv(key, value)
+    settings = load_plugins().settings({"platform": "osmo"}, start=project)
+    job = lerobot_job(settings.state_dir, with_input=False)
+    with pytest.raises(UserError) as raised:
+        submit.submit(job, settings)
+    assert str(raised.value) == (
+        "OSMO credential wandb does not exist (wandb missing); create it with "
+        "`osmo credential set wandb --type GENERIC --payload api_key=...` and submit again"
+    )
+    assert [argv[:2] for argv in osmo.argvs()] == [["version", "-t"], ["credential", "--format-type"]]
+    monkeypatch.setenv("FAKE_OSMO_CREDENTIALS", "hf_token,wandb")
+    assert submit.submit(job, settings).job_id == "lerobot-act-training-1"
 
 
 @pytest.mark.parametrize(
@@ -223,7 +296,7 @@ def test_osmo_failures_are_one_line(
 def test_not_logged_in_is_one_line(osmo: FakeOsmo, project: Path) -> None:
     (Path(osmo.env["OSMO_CONFIG_FILE_DIR"]) / "login.yaml").unlink()
     assert_one_line_error(osmo.run(TRAIN, cwd=project), "not logged in to OSMO", "osmo login")
-    assert [call["exit"] for call in osmo.calls()] == [2]
+    assert [(call["argv"][0], call["exit"]) for call in osmo.calls()] == [("version", 0), ("workflow", 2)]
 
 
 def test_cli_not_installed_is_one_line(osmo: FakeOsmo, project: Path, tmp_path: Path) -> None:
@@ -236,9 +309,9 @@ def test_cli_not_installed_is_one_line(osmo: FakeOsmo, project: Path, tmp_path: 
 def test_rate_limiting_is_retried_a_bounded_number_of_times(osmo: FakeOsmo, project: Path) -> None:
     result = osmo.run(TRAIN, cwd=project, FAKE_OSMO_EXIT="75", FAKE_OSMO_EXIT_TIMES="2")
     assert result.returncode == 0, result.stderr
-    assert [call["exit"] for call in osmo.calls()] == [75, 75, 0]
+    assert [call["exit"] for call in osmo.osmo_calls_records()] == [75, 75, 0]
     osmo.run(TRAIN, cwd=project, FAKE_OSMO_EXIT="75")
-    assert [call["exit"] for call in osmo.calls()][3:] == [75, 75, 75, 75]
+    assert [call["exit"] for call in osmo.osmo_calls_records()][3:] == [75, 75, 75, 75]
 
 
 TFSTATE = {

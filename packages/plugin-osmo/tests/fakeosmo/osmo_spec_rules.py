@@ -1,4 +1,4 @@
-"""The rules a rendered OSMO workflow spec must obey, per client/service version, as checks returning problems.
+"""The rules a rendered OSMO workflow spec must obey, per version, as checks returning problems.
 
 Each rule cites the NVIDIA/OSMO file it copies (release 6.3.1 and the 6.4 line; read with
 ``git show 6.3.1:PATH``). Used by the stand-in ``osmo`` (which refuses a spec that breaks them, as the
@@ -134,10 +134,11 @@ def _workflow_problems(workflow: dict[str, Any], version: Version) -> list[str]:
 
 def _timeout_problems(timeout: dict[str, Any]) -> list[str]:
     problems = [f"timeout: extra key {k!r} not permitted" for k in timeout if k not in TIMEOUT_KEYS]
-    for key, value in timeout.items():
+    for _key, value in timeout.items():
         if duration_seconds(value) is None:
             problems.append(
-                f"Cannot recognize duration: {value}. Only support ISO 8601 (e.g. PT10S) or xd, xh, xm, xs, xms, xus"
+                f"Cannot recognize duration: {value}. "
+                "Only support ISO 8601 (e.g. PT10S) or xd, xh, xm, xs, xms, xus"
             )
     return problems
 
