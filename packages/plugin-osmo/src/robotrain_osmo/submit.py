@@ -7,6 +7,7 @@ version``), the credentials (``osmo credential list``), staging, and the submiss
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -157,7 +158,7 @@ def submit(job: JobSpec, settings: Settings) -> Submission:
     provisional = _provisional_code(job, config, mode, version)
     layout = layout_for(job, config, settings, version, provisional)
     spec = render_spec(job, config, layout)
-    guard_secrets(settings, [to_yaml(spec), *submit_options(config, settings)])
+    guard_secrets(settings, [json.dumps(spec), *submit_options(config, settings)])  # the YAML is written once
     check_credentials(job)
     if mode == "dataset" and job.payload is not None:
         staged = stage_code(job.payload, config, settings, version)

@@ -1,0 +1,119 @@
+"""A submitted OSMO job starts: its task runs in a simulated Isaac Lab container root laid out as OSMO would.
+
+From the spec the stand-in accepted: OSMO's tokens substituted as src/utils/job/task.py TaskSpec.parse does,
+each ``files:`` entry written at its path (decoded when ``base64: true``, as a Kubernetes Secret volume
+holds it, src/utils/job/kb_objects.py), each input laid out under ``/osmo/data/input/N`` (a 6.3 dataset at
+``N/<dataset name>/<uploaded folder's basename>/...``, a 6.4 URL at ``N/<path below the URL>``), then the
+task's command and args run with the task's environment and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from osmo_helpers import FakeOsmo, lerobot_job, task_of
+from osmo_spec_rules import substitute_tokens
+
+from robotrain import container
+from robotrain.container import ContainerRoot
+from robotrain.plugins import load_plugins
+from robotrain.testing import make_isaaclab_project
+from robotrain_osmo import submit
+
+pytestmark = pytest.mark.skipif(not container.available(), reason="needs Linux, root, unshare and chroot")
+
+
+def start_task(osmo: FakeOsmo, root: ContainerRoot) -> Any:
+    """Lay out the last accepted submission's task in ``root`` and run it."""
+    call = osmo.submits()[-1]
+    task = substitute_tokens(task_of(call["rendered"]), call["workflow_id"])
+    for entry in task.get("files", []):
+        contents = entry["contents"]
+        root.write(entry["path"], base64.b64decode(contents) if entry.get("base64") else contents)
+    for index, item in enumerate(task.get("inputs", [])):
+        lay_out_input(osmo, root, index, item)
+    root.path("/osmo/data/output").mkdir(parents=True, exist_ok=True)
+    return root.run([*task["command"], *task.get("args", [])], env=task.get("environment", {}))
+
+
+def lay_out_input(osmo: FakeOsmo, root: ContainerRoot, index: int, item: dict[str, Any]) -> None:
+    if "dataset" in item:
+        name = item["dataset"]["name"].split(":")[0]
+        (upload,) = [a for a in osmo.argvs() if a[:3] == ["dataset", "upload", name]]
+        folder, paths = f"/osmo/data/input/{index}/{name.split('/')[-1]}", upload[3:]
+    else:
+        (upload,) = [a for a in osmo.argvs() if a[:3] == ["data", "upload", item["url"]]]
+        folder, paths = f"/osmo/data/input/{index}", upload[3:]
+    for source in map(Path, paths):
+        target = root.path(f"{folder}/{source.name}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+
+
+EXPECTED_ARGS = ["-p", "-m", "training.scripts.launch", "--mode", "train", "--task", "Isaac-Cartpole-v0",
+                 "--num_envs", "64"]  # fmt: skip
+
+
+@pytest.mark.parametrize("payload", ["inline", "dataset"])
+def test_isaaclab_job_reaches_the_launcher_in_the_image(osmo: FakeOsmo, tmp_path: Path, payload: str) -> None:
+    project = make_isaaclab_project(tmp_path / "isaaclab-project")
+    args = [
+        "train",
+        "--platform",
+        "osmo",
+        "--payload",
+        payload,
+        "--task",
+        "Isaac-Cartpole-v0",
+        "--num-envs",
+        "64",
+    ]
+    result = osmo.run(args, cwd=project)
+    assert result.returncode == 0, result.stderr
+    root = ContainerRoot(tmp_path / "root")
+    started = start_task(osmo, root)
+    assert started.returncode == 0, started.stderr
+    (call,) = root.isaaclab_calls()
+    assert call[: len(EXPECTED_ARGS)] == EXPECTED_ARGS
+    assert call[call.index("--checkpoint-mode") + 1] == "from-scratch" and call[-1] == "--headless"
+    assert root.path("/workspace/isaac_payload/training/scripts/train.sh").is_file()
+    assert root.path("/osmo/data/output/checkpoints").is_dir(), "the declared output folder exists"
+
+
+@pytest.mark.parametrize("version", ["6.3.1", "6.4.0"])
+def test_staged_dataset_input_is_mounted_and_named_to_the_job(
+    osmo: FakeOsmo, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    for key, value in {
+        **osmo.env,
+        "FAKE_OSMO_VERSION": version,
+        "FAKE_OSMO_CREDENTIALS": "hf_token,wandb",
+    }.items():
+        monkeypatch.setenv(key, value)
+    data = project / "episodes"
+    (data / "meta").mkdir(parents=True)
+    (data / "meta" / "info.json").write_text('{"fps": 30}\n')
+    options = {"dataset_url": "s3://bucket/robotrain"} if version == "6.4.0" else {}
+    settings = load_plugins().settings({"platform": "osmo", **options}, start=project)
+    stage = load_plugins().hook.robotrain_stage_dataset
+    staged = stage(platform="osmo", source=data, name="episodes", settings=settings)
+    reference = "episodes" if version == "6.3.1" else f"episodes:{staged.version}"
+    copy_input = 'cp "$ROBOTRAIN_INPUT_DATASET/meta/info.json" "$TRAINING_CHECKPOINT_OUTPUT/seen.json"'
+    job = lerobot_job(settings.state_dir, with_input=False).evolve(
+        inputs={"dataset": reference}, command=("bash", "-c", copy_input)
+    )
+    submit.submit(job, settings)
+    root = ContainerRoot(tmp_path / "root", isaaclab=False)
+    started = start_task(osmo, root)
+    assert started.returncode == 0, started.stderr
+    assert root.path("/osmo/data/output/checkpoints/seen.json").read_text() == '{"fps": 30}\n'
+    environment = task_of(osmo.submits()[-1]["rendered"])["environment"]
+    expected = "{{input:0}}/episodes" if version == "6.3.1" else "{{input:0}}"
+    assert environment["ROBOTRAIN_INPUT_DATASET"] == expected
