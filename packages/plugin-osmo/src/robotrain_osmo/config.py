@@ -174,7 +174,7 @@ def check_labels_supported(labels: tuple[str, ...], version: tuple[int, int]) ->
     """src/cli/workflow.py: ``submit --label`` exists from 6.4; the 6.3.1 parser exits 2."""
     if labels and version < (6, 4):
         raise UserError(
-            f"--label needs the OSMO 6.4 CLI; the installed one is {version[0]}.{version[1]}, whose "
+            f"--label needs the OSMO 6.4 CLI; this run is for {version[0]}.{version[1]}, whose "
             f"`workflow submit` has no --label: drop --label or upgrade the osmo CLI"
         )
 

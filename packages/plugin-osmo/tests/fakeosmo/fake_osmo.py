@@ -33,7 +33,7 @@ import yaml
 from jinja2 import TemplateError
 from jinja2.runtime import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
-from osmo_spec_rules import Version, kubernetes_problems, parse_version, spec_problems
+from osmo_spec_rules import Version, kubernetes_problems, parse_version, spec_problems, substitute_tokens
 
 SERVICE = "https://osmo.example.com"
 EXIT_SUBMISSION, EXIT_USER, EXIT_INTERRUPTED, EXIT_SERVER, EXIT_RATE_LIMITED = 1, 2, 3, 10, 75
@@ -264,6 +264,7 @@ def submit(args: argparse.Namespace, record: dict[str, Any]) -> None:
     name = spec["workflow"]["name"]
     workflow_id = f"{name}-{bump('workflow-' + name)}"
     record["workflow_id"] = workflow_id
+    record["started_tasks"] = [substitute_tokens(task, workflow_id) for task in _tasks(spec)]
     workflow(workflow_id)
     print_json(args, {
         "name": workflow_id, "overview": f"{SERVICE}/workflows/{workflow_id}",
