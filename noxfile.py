@@ -89,3 +89,10 @@ def types(session: nox.Session) -> None:
     _install(session, *PACKAGES)
     session.install("mypy", "types-PyYAML")
     session.run("mypy")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Packing and staging against `zip -qr` and their own first run (a minute: not in the default run)."""
+    _install(session, "core")
+    session.run("python", "benchmarks/payload.py", *session.posargs)

@@ -293,3 +293,59 @@ def test_a_corrupt_cache_is_ignored(tmp_path: Path) -> None:
     for path in (tmp_path / "cache").iterdir():
         path.write_text("{not json")
     assert pack({"training": root}, tmp_path / "out2", cache_dir=tmp_path / "cache").sha256 == first.sha256
+
+
+# --- progress ---------------------------------------------------------------------------------------
+
+PROGRESS = """
+import sys
+from pathlib import Path
+import robotrain.payload as payload
+payload.PROGRESS_DELAY = 0  # the bar waits this long before it shows; a test cannot wait seconds
+payload.pack({"training": Path(sys.argv[1])}, Path(sys.argv[2]))
+print("tqdm" in sys.modules)
+"""
+
+
+def test_progress_bar_only_on_a_terminal(mixed: Path, tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    parent, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
+    run = subprocess.Popen(
+        [sys.executable, "-c", PROGRESS, str(mixed), str(tmp_path / "a")],
+        stderr=child,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    os.close(child)
+    shown = bytearray()
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                data = os.read(parent, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                return
+            if not data:
+                return
+            shown.extend(data)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
+    out, _ = run.communicate(timeout=120)
+    reader.join(timeout=30)
+    os.close(parent)
+    assert (run.returncode, out.strip()) == (0, "True")
+    assert b"checking" in shown and b"packing" in shown
+    piped = subprocess.run(
+        [sys.executable, "-c", PROGRESS, str(mixed), str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (piped.stdout.strip(), piped.stderr) == ("False", "")

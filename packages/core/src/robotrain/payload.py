@@ -9,6 +9,7 @@ unique temporary file (robotrain.payload_archive) and renames it to its sha256.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import sys
@@ -155,10 +156,12 @@ def checked_files(
     entries: list[Entry] = []
     findings: list[Finding] = []
     for prefix, folder in sources.items():
-        files, outside = _walk(folder)
+        with _no_collection():
+            files, outside = _walk(folder)
+            cache = StatCache(cache_dir, Path(os.path.realpath(folder)), rules_version())
+            recorded = {relative: cache.get(relative, stat) for relative, _, stat in files}
         findings += outside
-        cache = StatCache(cache_dir, Path(os.path.realpath(folder)), rules_version())
-        known = _known(files, cache)
+        known = _known(files, recorded, cache)
         cache.save()
         for relative, location, stat in files:
             result = known[relative]
@@ -173,9 +176,22 @@ def checked_files(
     return sorted(entries, key=lambda entry: entry.name)
 
 
-def _known(files: list[tuple[str, str, os.stat_result]], cache: StatCache) -> dict[str, Known]:
-    """Each file's hash and secrets: from the cache when its stat is unchanged, else read now."""
-    known = {relative: cache.get(relative, stat) for relative, _, stat in files}
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """Walking thousands of files makes no reference cycles: a collection would only rescan every object."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _known(
+    files: list[tuple[str, str, os.stat_result]], known: dict[str, Known | None], cache: StatCache
+) -> dict[str, Known]:
+    """Each file's hash and secrets: as recorded when its stat is unchanged, else read now."""
     unread = [(relative, path, stat) for relative, path, stat in files if known[relative] is None]
     if not unread:
         return {relative: found for relative, found in known.items() if found is not None}
