@@ -349,3 +349,16 @@ def test_progress_bar_only_on_a_terminal(mixed: Path, tmp_path: Path) -> None:
         check=True,
     )
     assert (piped.stdout.strip(), piped.stderr) == ("False", "")
+
+
+def test_training_folder_that_is_a_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "training").write_text("not a folder")
+    with pytest.raises(UserError, match="is a file, expected a folder"):
+        code_sources(tmp_path / "training")
+
+
+def test_non_utf8_ignore_file_is_a_user_error(tmp_path: Path) -> None:
+    root = tree(tmp_path / "training", {"a.py": "a\n"})
+    (root / ".amlignore").write_bytes(b"caf\xe9/\n")
+    with pytest.raises(UserError, match=r"\.amlignore is not UTF-8 text"):
+        pack({"training": root}, tmp_path / "out")
