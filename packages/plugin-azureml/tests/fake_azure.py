@@ -141,6 +141,8 @@ class Failure:
     times: int = 1
     retry_after: int = 0
     after: bool = False
+    body: bytes | None = None
+    """Answer these bytes instead of an ARM error (a malformed answer)."""
 
 
 @dataclass
@@ -558,6 +560,8 @@ class FakeAzure:
 
 
 def _failure(failure: Failure) -> Response:
+    if failure.body is not None:
+        return failure.status, {"Content-Type": "application/json"}, failure.body
     extra = {"Retry-After": str(failure.retry_after)} if failure.status in (429, 503) else {}
     message = f"injected {failure.status} {failure.code}"
     return _json(failure.status, {"error": {"code": failure.code, "message": message}}, extra)

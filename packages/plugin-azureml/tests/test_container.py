@@ -17,6 +17,7 @@ from conftest import settings_for, substitute
 from fake_azure import Cli
 
 from robotrain.container import ContainerRoot, available
+from robotrain.errors import UserError
 from robotrain.job import input_variable
 from robotrain.plugins import load_plugins
 from robotrain.testing import assert_one_line_error, make_isaaclab_project, run_cli
@@ -111,3 +112,11 @@ def test_a_job_without_timeout_has_no_limit(in_process: Cli) -> None:
     job = load_plugins().hook.robotrain_build_job(workload="isaaclab", settings=settings)
     document = yaml.safe_load(service.render(job.evolve(timeout_seconds=None), settings))
     assert "limits" not in document
+
+
+def test_an_input_naming_an_unstaged_dataset_is_refused_before_the_job(in_process: Cli) -> None:
+    settings = settings_for(in_process.project, compute="c1")
+    job = load_plugins().hook.robotrain_build_job(workload="isaaclab", settings=settings)
+    with pytest.raises(UserError, match="dataset nope is not in the workspace; stage it with"):
+        service.submit(job.evolve(inputs={"dataset": "nope"}), settings)
+    assert in_process.fake.jobs() == {}

@@ -149,6 +149,14 @@ def test_cancel_reports_canceling_until_the_service_says_canceled(cli: Cli) -> N
     assert cli.run("status", name).stdout.strip() == f"azureml job {name}: canceled"
 
 
+def test_a_malformed_service_answer_is_one_line(cli: Cli) -> None:
+    submitted = cli.run(*TRAIN, "--compute", "c1")
+    name = job_name(submitted.stdout)
+    cli.fake.fail("GET", rf"/jobs/{name}$", 200, body=b"{'not': json", times=9)
+    result = cli.run("status", name)
+    assert_one_line_error(result, f"job {name}")
+
+
 SERVICE_STATES = {
     "NotStarted": "queued", "Queued": "queued", "Scheduled": "queued", "Preparing": "starting",
     "Provisioning": "starting", "Starting": "starting", "Running": "running", "Finalizing": "running",

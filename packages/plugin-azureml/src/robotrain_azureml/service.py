@@ -225,6 +225,49 @@ def workspace_key_vault(ml: MLClient, settings: Settings) -> str:
     return f"https://{name}.{suffix}"
 
 
+def pinned_inputs(ml: MLClient, job: JobSpec) -> dict[str, str]:
+    """Each ``NAME`` input as ``NAME:VERSION`` of the dataset's latest version, so the job records which.
+
+    (The SDK cannot resolve ``azureml:NAME@latest`` given as an ``Input`` path in code: it looks up an
+    asset named ``azureml:NAME``.)
+    """
+    from azure.ai.ml.exceptions import MlException
+    from azure.core.exceptions import ResourceNotFoundError
+
+    pinned = {}
+    for input_name, reference in job.inputs.items():
+        asset = reference.removeprefix("azureml:")
+        if ":" in asset:
+            pinned[input_name] = asset
+            continue
+        with azure_errors(f"dataset {asset}"):
+            try:
+                latest = ml.data.get(name=asset, label="latest")
+            except (ResourceNotFoundError, MlException) as error:
+                if not _not_found(error):
+                    raise
+                raise UserError(
+                    f"job input {input_name}: dataset {asset} is not in the workspace; stage it with "
+                    f"`invoke stage-dataset FOLDER --platform azureml --name {asset}`"
+                ) from None
+        pinned[input_name] = f"{asset}:{latest.version}"
+    return pinned
+
+
+def _not_found(error: BaseException | None) -> bool:
+    """Whether the SDK's error (or one it was raised from) says the asset does not exist."""
+    from azure.ai.ml.exceptions import ValidationErrorType
+    from azure.core.exceptions import ResourceNotFoundError
+
+    while error is not None:
+        if isinstance(error, ResourceNotFoundError):
+            return True
+        if getattr(error, "error_type", None) == ValidationErrorType.RESOURCE_NOT_FOUND:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def submit(job: JobSpec, settings: Settings) -> Submission | None:
     """Register the environment and (unless --assets-only) submit the command job."""
     workspace = spec.workspace_from(settings)
@@ -236,6 +279,7 @@ def submit(job: JobSpec, settings: Settings) -> Submission | None:
     vault = spec.key_vault_url(settings)
     if job.secrets and vault is None:
         vault = workspace_key_vault(ml, settings)
+    job = job.evolve(inputs=pinned_inputs(ml, job))
     azure_job = prepare(job, settings, vault, authority)
     sdk_job = command_node(azure_job)
     ensure_environment(ml, azure_job)
