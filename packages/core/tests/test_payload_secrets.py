@@ -75,6 +75,10 @@ CONTENT = {
     "upload.sh": ("twine upload -p {pypi} dist/*\n", 1),
     "sms.py": ("TWILIO = '{twilio}'\n", 1),
     "mail.py": ("SENDGRID = '{sendgrid}'\n", 1),
+    # read as detect-secrets' YAML and INI transformers read them: values need no quotes
+    "deploy.yaml": ("service:\n  replicas: 2\n  signing: {entropy}\n", 3),
+    "app.ini": ("[service]\nreplicas = 2\nsigning = {azure}\n", 3),
+    "runtime.txt": ("SIGNING={entropy}\n", 1),
 }
 NAMED = [
     "secrets.json",
@@ -177,11 +181,11 @@ def test_prefilter_finds_what_detect_secrets_finds_line_by_line(tmp_path: Path) 
 
 def test_secrets_split_across_read_chunks_are_found(tmp_path: Path) -> None:
     path = tmp_path / "big.py"
-    filler = "x = 1\n" * 60_000  # past one 256 KiB block
+    filler = "x = 1\n" * 200_000  # 1.2 MB: streamed in 256 KiB blocks
     path.write_text(filler + f"AWS = '{VALUES['aws']}'\n")
     data = path.read_bytes()
     chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
-    assert content_scanner().scan_file(path, chunks) == [(60_001, "AWS Access Key")]
+    assert content_scanner().scan_file(path, chunks) == [(200_001, "AWS Access Key")]
 
 
 def test_allowed_secrets_are_packed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

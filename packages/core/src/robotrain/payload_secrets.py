@@ -13,6 +13,8 @@ entropy limit. Only the lines found go through detect-secrets' own line check.
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import math
 import os
 import re
@@ -28,22 +30,25 @@ if TYPE_CHECKING:
     from robotrain.settings import ProjectConfig
 
 SECRET_FILE_NAMES = (
-    "secret.*", "secrets.*", "*.secret", "*.secrets", "*secrets.json", "*secrets.y*ml",
+    "secret.json", "secret.y*ml", "secret.toml", "secret.txt", "secrets.json", "secrets.y*ml",
+    "secrets.toml", "secrets.ini", "secrets.cfg", "secrets.conf", "secrets.env", "secrets.txt",
+    "*.secret", "*.secrets", "*[-_]secrets.json", "*[-_]secrets.y*ml",
     "service-account*.json", "service_account*.json", "*-service-account.json",
     "application_default_credentials.json", "legacy_credentials/", "access_tokens.db",
-    ".kube/config", "kubeconfig", "*.kubeconfig", "kubeconfig.y*ml",
+    "**/.kube/config", "kubeconfig", "*.kubeconfig", "kubeconfig.y*ml",
     "*.tfvars", "*.tfvars.json",
     ".npmrc", ".yarnrc.yml", ".envrc", ".htpasswd", ".pgpass", ".my.cnf", ".s3cfg", ".boto",
     ".dockercfg", ".ssh/", "id_dsa*", "*.ppk", "*.p8", "*.keystore", "*.jks", "*.kdbx", "*.ovpn",
     "token", ".token", "*.token", "token.txt", "*_token.txt", "*-token.txt", "tokens.json",
-    ".huggingface/token", "huggingface/token",
 )  # fmt: skip
 """Files that hold credentials by convention: packing or staging one is refused (gitignore syntax)."""
 
 BINARY_PROBE = 8000
 """Like git: a file with a NUL byte in its first 8000 bytes is binary and its content is not scanned."""
 BLOCK_SIZE = 256 * 1024
-"""Text is scanned in blocks of whole lines of about this many bytes."""
+"""Text is scanned in blocks of whole lines of at most this many bytes."""
+WHOLE_FILE = 1024 * 1024
+"""Files up to this size are also read as detect-secrets' YAML and INI transformers see them."""
 SHOWN_FINDINGS = 30
 ALLOW_KEY = "allow_secrets"
 NAME_KIND = "secret file name"
@@ -164,20 +169,62 @@ class ContentScanner:
         self._line_rules = line_rules
 
     def scan_file(self, path: Path, chunks: Iterable[bytes]) -> list[tuple[int, str]]:
-        """(line, secret type) of each secret in the file whose bytes ``chunks`` yields, in order."""
-        found: list[tuple[int, str]] = []
-        first_line, pending, first = 1, b"", True
-        for chunk in chunks:
-            if first and is_binary(chunk):
+        """(line, secret type) of each secret in the file whose bytes ``chunks`` yields, sorted.
+
+        A file up to ``WHOLE_FILE`` is judged as detect-secrets' ``scan_file`` judges it,
+        YAML and INI-like content as its transformers rewrite it; a larger one streams.
+        """
+        stream = iter(chunks)
+        head = b""
+        for chunk in stream:
+            if not head and is_binary(chunk):
                 return []
-            first = False
+            head += chunk
+            if len(head) > WHOLE_FILE:
+                return sorted(set(self._scan_stream(path, itertools.chain([head], stream))))
+        return sorted(set(self._scan_whole(path, head)))
+
+    def _scan_whole(self, path: Path, data: bytes) -> list[tuple[int, str]]:
+        """Like detect-secrets: the transformed lines if a transformer reads the file, else the raw ones;
+        when those hold nothing, the lines an eager transformer makes of an untyped file."""
+        from detect_secrets.util.filetype import FileType, determine_file_type
+
+        transformed = self._transformed(path, data, eager=False) if _may_transform(path, data) else None
+        found = self._judge_all(path, transformed) if transformed else self._scan_stream(path, [data])
+        if found or determine_file_type(str(path)) != FileType.OTHER:
+            return found
+        eager = self._transformed(path, data, eager=True)
+        return self._judge_all(path, eager) if eager else []
+
+    @staticmethod
+    def _transformed(path: Path, data: bytes, eager: bool) -> list[str] | None:
+        from detect_secrets.transformers import get_transformed_file
+
+        try:
+            text = io.StringIO(data.decode("utf-8"))
+            text.name = str(path)  # type: ignore[misc]  # detect-secrets reads the name of its NamedIO
+            return get_transformed_file(text, use_eager_transformers=eager)  # type: ignore[arg-type]
+        except ValueError:  # not UTF-8, or not parseable after all
+            return None
+
+    def _judge_all(self, path: Path, lines: list[str]) -> list[tuple[int, str]]:
+        from detect_secrets.core.scan import _process_line_based_plugins
+
+        if self._skips(path):
+            return []
+        numbered = list(enumerate(lines, start=1))
+        return [(s.line_number, str(s.type)) for s in _process_line_based_plugins(numbered, str(path))]
+
+    def _scan_stream(self, path: Path, chunks: Iterable[bytes]) -> list[tuple[int, str]]:
+        found: list[tuple[int, str]] = []
+        first_line, pending = 1, b""
+        for chunk in chunks:
             pending += chunk
-            if len(pending) < BLOCK_SIZE:
-                continue
-            cut = pending.rfind(b"\n") + 1 or len(pending)  # a line longer than a block is split
-            block, pending = pending[:cut], pending[cut:]
-            found += self._scan_block(path, block, first_line)
-            first_line += block.count(b"\n")
+            while len(pending) >= BLOCK_SIZE:
+                cut = pending.rfind(b"\n", 0, BLOCK_SIZE) + 1 or BLOCK_SIZE  # a longer line is split
+                block, pending = pending[:cut], pending[cut:]
+                found += self._scan_block(path, block, first_line)
+                first_line += block.count(b"\n")
         if pending:
             found += self._scan_block(path, pending, first_line)
         return found
@@ -430,6 +477,19 @@ def _group_end(text: str, start: int) -> int:
 
 def _re2_escape(char: str) -> str:
     return "\\" + char if char in "\\]^-[" else char
+
+
+def _may_transform(path: Path, data: bytes) -> bool:
+    """Whether a non-eager transformer could parse the file: YAML, or INI (a [section] comes first)."""
+    from detect_secrets.util.filetype import FileType, determine_file_type
+
+    if determine_file_type(str(path)) == FileType.YAML:
+        return True
+    for line in data.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith((b"#", b";")):
+            return stripped.startswith(b"[")
+    return False
 
 
 def _valid_utf8(block: bytes) -> bytes:
