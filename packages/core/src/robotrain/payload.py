@@ -14,11 +14,12 @@ import hashlib
 import os
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from robotrain.errors import UserError
 from robotrain.job import Payload
@@ -56,6 +57,8 @@ TREE_FORMAT = 1
 PROGRESS_DELAY = 2.0
 """Seconds before a progress bar appears: quick steps never show one."""
 READERS = 2
+T = TypeVar("T")
+R = TypeVar("R")
 __all__ = ["ALWAYS_EXCLUDED", "FIXED_MTIME", "Entry", "checked_files", "iter_files", "pack", "unpack"]
 
 
@@ -117,8 +120,17 @@ def _walk(folder: Path) -> tuple[list[tuple[str, str, os.stat_result]], list[Fin
             if entry.is_dir(follow_symlinks=False):
                 folders.append((relative + "/", entry.path))
             elif entry.is_file():
-                files.append((relative, entry.path, entry.stat()))
+                files.append((relative, entry.path, _stat(entry)))
     return sorted(files, key=lambda item: item[0]), outside
+
+
+def _stat(entry: os.DirEntry[str]) -> os.stat_result:
+    try:
+        return entry.stat()
+    except OSError as error:
+        raise UserError(
+            f"cannot read {entry.path}: {error.strerror}; fix its permissions or add it to .amlignore"
+        ) from None
 
 
 def _entries(directory: str) -> list[os.DirEntry[str]]:
@@ -200,12 +212,23 @@ def _known(
         progress_bar(sum(stat.st_size for _, _, stat in unread), "checking") as advance,
         ThreadPoolExecutor(max_workers=READERS) as pool,
     ):
-        results = pool.map(lambda item: _check(item[0], Path(item[1]), scanner), unread)
+        results = _in_order(pool, lambda item: _check(item[0], Path(item[1]), scanner), unread)
         for (relative, _, stat), result in zip(unread, results, strict=True):
             cache.put(relative, stat, result)
             known[relative] = result
             advance(stat.st_size)
     return {relative: found for relative, found in known.items() if found is not None}
+
+
+def _in_order(pool: ThreadPoolExecutor, work: Callable[[T], R], items: list[T]) -> Iterator[R]:
+    """``pool.map`` with only a few items in flight: thousands of pending futures cost megabytes."""
+    pending: deque[Future[R]] = deque()
+    for item in items:
+        pending.append(pool.submit(work, item))
+        if len(pending) > 2 * READERS:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _check(relative: str, path: Path, scanner: ContentScanner) -> Known:
@@ -257,7 +280,8 @@ def pack(
     archive = _recorded_archive(out_dir, tree)
     if archive is None:
         archive = _write(entries, out_dir)
-        _write_atomically(out_dir / "trees" / tree, archive.name.removesuffix(".tar.gz").encode())
+        with suppress(OSError):  # only a shortcut for the next run
+            _write_atomically(out_dir / "trees" / tree, archive.name.removesuffix(".tar.gz").encode())
     return Payload(archive, archive.name.removesuffix(".tar.gz"), archive.stat().st_size, names)
 
 
