@@ -137,7 +137,9 @@ def _check_config_type(option: Option, raw: Any, label: str) -> Any:
         expected = "a string or an array of strings"
     else:
         allowed, expected = CONFIG_TYPES.get(option.kind, ((str,), "a string"))
-        if isinstance(raw, allowed) and not (isinstance(raw, bool) and bool not in allowed):
+        if isinstance(raw, str) and option.kind is str and not raw.strip():
+            expected = "a value (an empty string is not one; leave the key out for the default)"
+        elif isinstance(raw, allowed) and not (isinstance(raw, bool) and bool not in allowed):
             return raw
     key = option.name.replace("_", "-")
     raise UserError(f"{key} in {label}: expected {expected}, got {_toml_type(raw)} ({raw!r}); fix the value")

@@ -153,6 +153,8 @@ def robotrain_submit(platform: str, job: JobSpec, settings: Settings) -> Submiss
     local_tracking.require_mlflow()
     _check_names(job)
     local = LocalJob(jobs_dir(settings.state_dir) / local_jobs.new_job_id())
+    if job.checkpoint.uri and job.checkpoint.mode.needs_checkpoint:
+        local_tracking.check_checkpoint(settings.state_dir, settings.project_root, job.checkpoint.uri)
     print(f"robotrain: preparing local job {local.job_id}", flush=True)
     local_tracking.prepare_tracking(settings.state_dir, job.experiment, job.checkpoint.register_as)
     local.root.mkdir(parents=True)

@@ -245,10 +245,23 @@ def download(state_dir: Path, uri: str, destination: Path, what: str) -> Path:
         ) from None
 
 
+def check_checkpoint(state_dir: Path, project_root: Path, uri: str) -> None:
+    """Refuse a checkpoint that cannot be there before anything is created: no store, or no such folder."""
+    if uri.startswith(MLFLOW_URIS):
+        if not store_path(state_dir).exists():
+            require_store(state_dir, f"checkpoint {uri}")
+    else:
+        _local_checkpoint(project_root, uri)
+
+
 def resolve_checkpoint(state_dir: Path, project_root: Path, uri: str, destination: Path) -> Path:
     """The local folder of a checkpoint URI: downloaded for runs:/ and models:/, else an existing path."""
     if uri.startswith(MLFLOW_URIS):
         return download(state_dir, uri, destination, "checkpoint")
+    return _local_checkpoint(project_root, uri)
+
+
+def _local_checkpoint(project_root: Path, uri: str) -> Path:
     path = Path(uri.removeprefix("file://")).expanduser()
     local = path if path.is_absolute() else project_root / path
     if "://" in uri.removeprefix("file://") or not local.exists():
@@ -329,6 +342,8 @@ def _source_folder(state_dir: Path, project_root: Path, source: str) -> Path:
         return output
     path = Path(source).expanduser()
     folder = path if path.is_absolute() else project_root / path
+    if folder.is_file():
+        raise UserError(f"model source {folder} is a file, expected a folder; give the checkpoint's folder")
     if not folder.is_dir() or not files_of(folder):
         raise UserError(
             f"model source {source} is not a folder with files, a local job id or a runs:/RUN/PATH URI; "
