@@ -19,7 +19,7 @@ from typing import Any
 
 from robotrain import JobSpec, Payload, Settings, Submission, UserError
 from robotrain.payload import unpack
-from robotrain_osmo import datasets, runner, templates
+from robotrain_osmo import datasets, runner
 from robotrain_osmo.config import OsmoConfig, check_labels_supported, load_config
 from robotrain_osmo.spec import (
     ENV_STRING_LIMIT,
@@ -317,6 +317,8 @@ def _prepared_template(
     job: JobSpec, config: OsmoConfig, settings: Settings
 ) -> tuple[str, dict[str, str], dict[str, Any], list[str]]:
     """The template rendered like OSMO would, the ``--set-string`` values and the submit arguments."""
+    from robotrain_osmo import templates  # Jinja2 only when a template is used
+
     assert config.workflow is not None
     where = f"--workflow {config.workflow.name}"
     text = config.workflow.read_text(encoding="utf-8")
