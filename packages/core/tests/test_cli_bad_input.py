@@ -211,6 +211,25 @@ CASES = [
         setup=chmod(".", 0o555),
         restricted=True,
     ),
+    Case(
+        "training folder unreadable",
+        dry(),
+        ("locked",),
+        setup=chmod("src/training/locked", 0),
+        restricted=True,
+    ),
+    Case(
+        "ignore file not utf-8",
+        dry(),
+        (".gitignore", "UTF-8"),
+        {"src/training/.gitignore": b"\xff\xfe*.pyc\n"},
+    ),
+    Case(
+        "symlink loop in training folder",
+        dry(),
+        ("loop",),
+        setup=lambda p: (p / "src/training/loop").symlink_to("loop"),
+    ),
     # checkpoints, the store and jobs
     Case(
         "checkpoint model with no store",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,45 @@ def test_good_dry_run_succeeds_with_json(project: Path) -> None:
     assert result.returncode == 0, result.stderr
     job = json.loads(result.stdout)["job"]
     assert job["command"][job["command"].index("--num_envs") + 1] == "8"
+
+
+def run_into_closed_pipe(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``robotrain ARGS | head`` where the reader is gone before the first write: EPIPE on every write."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("ROBOTRAIN_", "MLFLOW_"))}
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "robotrain", *args], cwd=cwd, env=environment, stdout=write_end,
+            stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("args", [["config"], ["--help"], ["train", "--dry-run"], ["plugins"]])
+def test_output_into_a_closed_pipe_ends_quietly(project: Path, args: list[str]) -> None:
+    result = run_into_closed_pipe(args, project)
+    assert result.stderr == ""
+    assert result.returncode == 141  # as a shell reports a command stopped by SIGPIPE
+
+
+def test_unknown_config_keys_warn_on_every_command(project: Path) -> None:
+    (project / "robotrain.toml").write_text("num-envs = 8\nnum-env = 4\n")
+    for args in (["train", "--dry-run"], ["status", "local-nope"], ["logs", "local-nope"], ["cancel", "x"]):
+        stderr = run_cli(args, cwd=project).stderr
+        assert "warning:" in stderr and "unknown key 'num-env'" in stderr, (args, stderr)
+    config = run_cli(["config"], cwd=project)
+    assert "num-env: in the config file but no installed plugin defines it" in config.stdout
+    assert "warning" not in config.stderr
+
+
+def test_a_dry_run_writes_nothing_but_the_payload_cache(project: Path) -> None:
+    """The dry run packs (a real run would write the same archive) but never stages, uploads or records."""
+    result = run_cli(["train", "--dry-run", "--timeout", "2h"], cwd=project)
+    assert result.returncode == 0, result.stderr
+    written = {p.relative_to(project).parts[:2] for p in (project / ".robotrain").rglob("*")}
+    assert {top for _, top in written} <= {"payloads", "cache"}, written
+    for args in (["config"], ["status", "local-nope"], ["plugins"]):
+        run_cli(args, cwd=project)
+    assert {p.relative_to(project).parts[:2] for p in (project / ".robotrain").rglob("*")} == written

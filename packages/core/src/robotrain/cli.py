@@ -97,7 +97,9 @@ def user_errors(body: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(body)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
-            return body(*args, **kwargs)
+            result = body(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
+            return result
         except UserError as error:
             raise Exit(f"robotrain: error: {error}", code=2) from None
         except KeyboardInterrupt:
@@ -422,4 +424,10 @@ def build_namespace() -> Collection:
 
 def main() -> None:
     """The ``robotrain`` console script: the same namespace as ``invoke``."""
-    Program(namespace=build_namespace(), name="robotrain", binary="robotrain", version=__version__).run()
+    program = Program(namespace=build_namespace(), name="robotrain", binary="robotrain", version=__version__)
+    try:
+        program.run()
+        sys.stdout.flush()
+    except BrokenPipeError:  # --help or --list piped into a reader that stopped early
+        _silence_stdout()
+        raise SystemExit(BROKEN_PIPE) from None
