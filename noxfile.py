@@ -96,3 +96,17 @@ def bench(session: nox.Session) -> None:
     """Packing and staging against `zip -qr` and their own first run (a minute: not in the default run)."""
     _install(session, "core")
     session.run("python", "benchmarks/payload.py", *session.posargs)
+
+
+@nox.session(default=False, name="lerobot-installs")
+def lerobot_installs(session: nox.Session) -> None:
+    """Resolve every install set the lerobot plugin can generate with `uv pip compile` (uses the index)."""
+    _install(session, "plugin-lerobot")
+    session.run("python", f"{LEROBOT_TESTS}/resolve_installs.py", *session.posargs)
+
+
+@nox.session(default=False, name="lerobot-e2e")
+def lerobot_e2e(session: nox.Session) -> None:
+    """A real tiny LeRobot training on CPU on the local platform (downloads ~3 GB once; opt-in)."""
+    _install(session, "core", "plugin-lerobot")
+    session.run("pytest", f"{LEROBOT_TESTS}/e2e", "-v", *session.posargs, env={"ROBOTRAIN_LEROBOT_E2E": "1"})

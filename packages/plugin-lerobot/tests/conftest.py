@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from robotrain.plugins import load_plugins
 from robotrain.testing import run_cli
+from robotrain_lerobot.job import build_job
 
 
 @pytest.fixture
@@ -32,3 +34,20 @@ def dry_run(project: Path) -> DryRun:
         return job
 
     return run
+
+
+JobFor = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def job_for(project: Path) -> JobFor:
+    """``job_for(platform, **options)``: the job the workload builds for that platform, as a dict.
+
+    It calls the workload directly, so container platforms need not be installed for it.
+    """
+
+    def build(platform: str, **options: Any) -> dict[str, Any]:
+        values = {"workload": "lerobot", "platform": platform, "dataset_repo_id": "lerobot/pusht"} | options
+        return build_job(load_plugins().settings(values, start=project)).to_dict()
+
+    return build

@@ -97,8 +97,9 @@ def test_warmup_on_a_policy_without_one(project: Path) -> None:
 
 
 def test_learning_rate_on_a_policy_without_one(project: Path) -> None:
-    line = fails(project, "--dataset-repo-id", DATASET, "--policy-type", "sac", "--learning-rate", "1e-3")
-    assert "policy sac in LeRobot 0.3.3 has no single learning rate" in line
+    line = fails(project, "--dataset-repo-id", DATASET, "--policy-type", "reward_classifier",
+                 "--learning-rate", "1e-3")  # fmt: skip
+    assert "policy reward_classifier in LeRobot 0.3.3 has no single learning rate" in line
 
 
 def test_push_to_hub_needs_a_repo(project: Path) -> None:
@@ -130,11 +131,6 @@ def test_two_data_sources(project: Path) -> None:
     assert "two data sources" in line
 
 
-def test_lerobot_06_needs_an_image(project: Path) -> None:
-    line = fails(project, "--dataset-repo-id", DATASET, "--lerobot-version", "0.6.1")
-    assert "needs Python >= 3.12" in line and "--image" in line
-
-
 def test_unsupported_lerobot_version(project: Path) -> None:
     line = fails(project, "--dataset-repo-id", DATASET, "--lerobot-version", "0.5.0")
     assert "--lerobot-version" in line and "0.3.3, 0.6.1" in line
@@ -149,3 +145,36 @@ def test_lerobot_options_refused_for_another_workload(project: Path) -> None:
         ["train", "--dry-run", "--workload", "isaaclab", "--dataset-repo-id", DATASET], cwd=project
     )
     assert "belongs to plugin 'lerobot'" in assert_one_line_error(result)
+
+
+@pytest.mark.parametrize(("version", "policy"), [("0.3.3", "sac"), ("0.6.1", "gaussian_actor")])
+def test_policies_lerobot_train_cannot_train_from_a_dataset(project: Path, version: str, policy: str) -> None:
+    line = fails(project, "--dataset-repo-id", DATASET, "--lerobot-version", version, "--policy-type", policy)
+    assert f"lerobot-train cannot train policy type {policy!r} from a dataset in LeRobot {version}" in line
+    assert "act, diffusion" in line
+
+
+def test_fine_tune_of_unknown_type_needs_the_policy_type(project: Path) -> None:
+    line = fails(project, "--dataset-repo-id", DATASET, "--policy-repo-id", "someone/my_policy")
+    assert "the type of the pretrained policy someone/my_policy is not known here" in line
+    assert "give --policy-type" in line
+
+
+@pytest.mark.parametrize("version", ["0.3.3", "0.6.1"])
+def test_eval_freq_without_a_validation_split(project: Path, version: str) -> None:
+    extra = ["--no-val-split"] if version == "0.6.1" else []
+    line = fails(project, "--dataset-repo-id", DATASET, "--lerobot-version", version, "--eval-freq", "100",
+                 *extra)  # fmt: skip
+    assert "--eval-freq does nothing here: LeRobot evaluates in simulation only with a simulation" in line
+    assert "--val-split" in line and "drop --eval-freq" in line
+
+
+def test_mlflow_uri_is_for_platforms_without_their_own(project: Path) -> None:
+    line = fails(project, "--dataset-repo-id", DATASET, "--mlflow-uri", "http://mlflow:5000")
+    assert "--mlflow-uri is for platforms without an MLflow of their own (osmo)" in line
+
+
+def test_mlflow_uri_needs_mlflow_tracking(project: Path) -> None:
+    line = fails(project, "--dataset-repo-id", DATASET, "--platform", "local", "--tracking", "none",
+                 "--mlflow-uri", "http://mlflow:5000")  # fmt: skip
+    assert "--mlflow-uri" in line

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from robotrain import UserError
+from robotrain.job import input_variable
 from robotrain.testing import run_cli
+from robotrain_lerobot.installs import InstallSet, every_install_set
 
 DATASET = "lerobot/aloha_sim_insertion_human"
 DryRun = Callable[..., dict[str, Any]]
+JobFor = Callable[..., dict[str, Any]]
 
 
 def train_args(job: dict[str, Any]) -> list[str]:
@@ -38,11 +45,13 @@ def test_defaults(project: Path, dry_run: DryRun) -> None:
     ]
     assert job["name"] == "lerobot-act-training"
     assert job["experiment"] == "lerobot-training"
-    assert job["image"] == {
-        "uri": "pytorch/pytorch:2.4.1-cuda12.4-cudnn9-runtime",
-        "name": "lerobot-training-env",
-        "version": "1.0.0",
-    }
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    venv = project / ".robotrain" / "lerobot-envs" / f"0.3.3-py{python}"
+    assert job["image"] == {"uri": f"venv:{venv}", "name": "lerobot-training-env", "version": "0.3.3"}
+    assert job["environment"]["LEROBOT_VENV"] == str(venv)
+    assert job["environment"]["LEROBOT_VENV_PYTHON"] == sys.executable
+    assert job["environment"]["LEROBOT_INSTALL"] == "lerobot==0.3.3"
+    assert job["environment"]["LEROBOT_CONSTRAINTS"] == ""
     assert job["resources"] == {"gpu": 1, "cpu": 8, "memory": "48Gi", "storage": "80Gi"}
     assert job["timeout_seconds"] == 12 * 3600
     assert job["environment"]["LEROBOT_VERSION"] == "0.3.3"
@@ -59,20 +68,20 @@ def test_payload_holds_the_entry_point_only(project: Path, dry_run: DryRun) -> N
         texts = [tar.extractfile(name).read().decode() for name in names]  # type: ignore[union-attr]
     assert names == ["training/lerobot_job.py", "training/train_lerobot.sh"]
     assert not any("{{" in text for text in texts), "OSMO would template {{ in shipped files"
-    assert any('lerobot=={os.environ["LEROBOT_VERSION"]}' in t or "lerobot==" in t for t in texts)
+    assert any('os.environ.get("LEROBOT_INSTALL"' in t for t in texts), "the job installs the set it is given"
 
 
 def test_every_training_option_reaches_lerobot(project: Path, dry_run: DryRun) -> None:
     job = dry_run(
         "--dataset-repo-id", DATASET, "--policy-type", "diffusion", "--training-steps", "500",
-        "--batch-size", "8", "--learning-rate", "3e-5", "--lr-warmup-steps", "50", "--eval-freq", "100",
+        "--batch-size", "8", "--learning-rate", "3e-5", "--lr-warmup-steps", "50",
         "--save-freq", "250", "--log-freq", "10", "--seed", "7", "--num-workers", "2",
         "--output-dir", "/workspace/outputs/train", "--job-name", "my-job",
     )  # fmt: skip
     args = train_args(job)
     for expected in (
         "--policy.type=diffusion", "--steps=500", "--batch_size=8", "--policy.optimizer_lr=3e-05",
-        "--policy.scheduler_warmup_steps=50", "--eval_freq=100", "--save_freq=250", "--log_freq=10",
+        "--policy.scheduler_warmup_steps=50", "--save_freq=250", "--log_freq=10",
         "--seed=7", "--num_workers=2", "--output_dir=/workspace/outputs/train", "--job_name=my-job",
     ):  # fmt: skip
         assert expected in args
@@ -87,10 +96,10 @@ def test_lerobot_06_flags(project: Path, dry_run: DryRun) -> None:
     )  # fmt: skip
     args = train_args(job)
     assert "--policy.type=pi0_fast" in args
-    assert "--env_eval_freq=300" in args and "--eval_freq=300" not in args
+    assert not any("eval_freq" in a for a in args), "no simulation environment: simulation eval stays off"
     assert "--dataset.eval_split=0.1" in args and "--eval_steps=300" in args
     assert job["environment"]["LEROBOT_VERSION"] == "0.6.1"
-    assert job["image"]["uri"] == "my/lerobot:0.6"
+    assert job["environment"]["LEROBOT_INSTALL"] == "lerobot[training,pi]==0.6.1"
     assert job["name"] == "lerobot-pi0-fast-training"
 
 
@@ -114,9 +123,13 @@ def test_fine_tune_from_a_local_policy(project: Path, dry_run: DryRun) -> None:
 
 
 def test_fine_tune_from_a_hub_policy_of_unknown_type(project: Path, dry_run: DryRun) -> None:
-    job = dry_run("--dataset-repo-id", DATASET, "--policy-repo-id", "someone/my_policy")
+    job = dry_run(
+        "--dataset-repo-id", DATASET, "--policy-repo-id", "someone/my_policy", "--policy-type", "smolvla"
+    )
     assert "--policy.path=someone/my_policy" in train_args(job)
-    assert job["name"] == "lerobot-finetune-training"
+    assert not any(a.startswith("--policy.type") for a in train_args(job))
+    assert job["environment"]["LEROBOT_INSTALL"] == "lerobot[smolvla]==0.3.3", "the type decides the extra"
+    assert job["name"] == "lerobot-smolvla-training"
 
 
 def test_blob_source(project: Path, dry_run: DryRun) -> None:
@@ -131,10 +144,11 @@ def test_blob_source(project: Path, dry_run: DryRun) -> None:
     assert environment["LEROBOT_DATASET_ROOT"] == f"datasets/{DATASET}"
 
 
-def test_staged_dataset_is_a_job_input(project: Path, dry_run: DryRun) -> None:
-    job = dry_run("--dataset-repo-id", DATASET, "--dataset-input", "aloha-insertion")
+def test_staged_dataset_is_a_job_input(project: Path, job_for: JobFor) -> None:
+    job = job_for("osmo", dataset_input="aloha-insertion", tracking="none")
     assert job["inputs"] == {"dataset": "aloha-insertion"}
     assert job["environment"]["LEROBOT_DATASET_SOURCE"] == "staged"
+    assert job["environment"]["LEROBOT_DATASET_VARIABLE"] == input_variable("dataset")
 
 
 def test_wandb_tracking_references_its_key(project: Path, dry_run: DryRun) -> None:
@@ -151,13 +165,13 @@ def test_wandb_project_defaults_to_the_experiment(project: Path, dry_run: DryRun
     assert job["experiment"] == "exp"
 
 
-def test_mlflow_tracking_and_system_metrics(project: Path, dry_run: DryRun) -> None:
+def test_mlflow_tracking_on_local_installs_no_mlflow(project: Path, dry_run: DryRun) -> None:
+    """The entry point runs on robotrain's interpreter, which has MLflow; LeRobot's environment needs none."""
     job = dry_run("--dataset-repo-id", DATASET, "--tracking", "mlflow")
     assert job["environment"]["LEROBOT_TRACKING"] == "mlflow"
-    assert job["environment"]["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] == "true"
+    assert "mlflow" not in job["environment"]["LEROBOT_INSTALL"]
+    assert "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING" not in job["environment"]
     assert "--wandb.enable=false" in train_args(job)
-    off = dry_run("--dataset-repo-id", DATASET, "--no-system-metrics")
-    assert "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING" not in off["environment"]
 
 
 def test_no_tracking(project: Path, dry_run: DryRun) -> None:
@@ -204,3 +218,128 @@ def test_options_show_in_help(project: Path) -> None:
                  "--learning-rate", "--lr-warmup-steps", "--save-freq", "--val-split", "--no-val-split",
                  "--lerobot-version", "--from-blob", "--tracking"):  # fmt: skip
         assert flag in result.stdout
+
+
+def test_options_explain_the_learning_rate_default(project: Path, dry_run: DryRun) -> None:
+    help_text = " ".join(run_cli(["train", "--help"], cwd=project).stdout.split())
+    assert "ACT 1e-5" in help_text and "give --learning-rate 1e-4 for the same training" in help_text
+    assert not any("optimizer_lr" in a for a in train_args(dry_run("--dataset-repo-id", DATASET)))
+
+
+def test_container_job_keeps_the_images_torch(project: Path, job_for: JobFor) -> None:
+    job = job_for("osmo", mlflow_uri="http://mlflow.example:5000")
+    assert job["image"] == {"uri": "pytorch/pytorch:2.7.1-cuda12.6-cudnn9-runtime",
+                            "name": "lerobot-training-env", "version": "1.1.0"}  # fmt: skip
+    environment = job["environment"]
+    assert environment["LEROBOT_CONSTRAINTS"] == "torch==2.7.1 torchvision==0.22.1"
+    assert environment["LEROBOT_INSTALL"].split() == [
+        "lerobot==0.3.3",
+        "mlflow-skinny==3.15.0",
+        "psutil==7.2.2",
+        "nvidia-ml-py==13.615.71",
+    ]
+    assert environment["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"
+    assert environment["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] == "true"
+    assert "LEROBOT_VENV" not in environment
+
+
+def test_another_image_gets_its_own_environment_version_and_no_constraints(
+    project: Path, job_for: JobFor
+) -> None:
+    job = job_for("osmo", image="my/lerobot:1", tracking="none")
+    assert job["image"]["version"].startswith("1.1.0-") and job["image"]["uri"] == "my/lerobot:1"
+    assert job["environment"]["LEROBOT_CONSTRAINTS"] == ""
+
+
+def test_azureml_tracks_to_the_workspace_mlflow(project: Path, job_for: JobFor) -> None:
+    job = job_for("azureml", from_blob=True, storage_account="acct")
+    install = job["environment"]["LEROBOT_INSTALL"].split()
+    assert "azureml-mlflow==1.62.0.post6" in install and "azure-storage-blob==12.27.1" in install
+    assert "MLFLOW_TRACKING_URI" not in job["environment"], "Azure ML sets it in the job"
+
+
+def test_osmo_tracks_to_the_workspace_mlflow_when_the_azure_context_is_known(
+    project: Path, job_for: JobFor
+) -> None:
+    azure = {"subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "rg",
+             "workspace_name": "mlw"}  # fmt: skip
+    environment = job_for("osmo", **azure)["environment"]
+    assert environment["LEROBOT_MLFLOW_FROM_WORKSPACE"] == "true"
+    assert environment["AZUREML_WORKSPACE_NAME"] == "mlw" and environment["AZURE_RESOURCE_GROUP"] == "rg"
+    assert "azureml-mlflow==1.62.0.post6" in environment["LEROBOT_INSTALL"].split()
+
+
+def test_osmo_mlflow_without_workspace_or_uri_is_refused(project: Path, job_for: JobFor) -> None:
+    with pytest.raises(UserError) as refused:
+        job_for("osmo", subscription_id="00000000-0000-0000-0000-000000000000")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert (
+        "the Azure resource group is needed for MLflow tracking to the Azure ML workspace on OSMO" in message
+    )
+    assert "or give --mlflow-uri" in message
+
+
+@pytest.mark.parametrize(
+    ("version", "policy", "install"),
+    [("0.3.3", "pi0", "lerobot[pi0]==0.3.3 pytest>=8.1"),
+     ("0.3.3", "pi0fast", "lerobot[pi0]==0.3.3 scipy>=1.10"),
+     ("0.3.3", "reward_classifier", "lerobot[transformers-dep]==0.3.3"),
+     ("0.6.1", "pi05", "lerobot[training,pi]==0.6.1"), ("0.6.1", "act", "lerobot[training]==0.6.1")],
+)  # fmt: skip
+def test_policies_get_their_extras(
+    project: Path, version: str, policy: str, install: str, job_for: JobFor
+) -> None:
+    job = job_for("osmo", lerobot_version=version, policy_type=policy, image="my/image", tracking="none")
+    assert job["environment"]["LEROBOT_INSTALL"] == install
+
+
+def test_gated_policies_get_the_hub_token(project: Path, dry_run: DryRun) -> None:
+    job = dry_run("--dataset-repo-id", DATASET, "--policy-type", "pi0")
+    assert job["secrets"] == [{"env": "HF_TOKEN", "secret": "hf_token", "key": "token"}]
+
+
+def test_lerobot_06_on_local_runs_on_python_312(project: Path, dry_run: DryRun) -> None:
+    environment = dry_run("--dataset-repo-id", DATASET, "--lerobot-version", "0.6.1")["environment"]
+    assert environment["LEROBOT_VENV"].endswith(("-py3.12", "-py3.13", "-py3.14"))
+    import subprocess
+
+    check = "import sys; print(sys.version_info >= (3, 12))"
+    found = subprocess.run([environment["LEROBOT_VENV_PYTHON"], "-c", check],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert found.stdout.strip() == "True"
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="robotrain's own Python already suits LeRobot 0.6")
+def test_lerobot_06_on_local_without_python_312_says_how_to_get_one(project: Path, tmp_path: Path) -> None:
+    env = {"PYENV_ROOT": str(tmp_path / "no-pyenv"), "UV_PYTHON_INSTALL_DIR": str(tmp_path / "no-uv"),
+           "PATH": "/usr/bin:/bin"}  # fmt: skip
+    result = run_cli(["train", "--dry-run", "--workload", "lerobot", "--dataset-repo-id", DATASET,
+                      "--lerobot-version", "0.6.1"], cwd=project, env=env)  # fmt: skip
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "install one (`uv python install 3.12` or `pyenv install 3.12`) or use --lerobot-version 0.3.3"
+        )
+    )
+
+
+@pytest.mark.parametrize("platform", ["local", "azureml", "osmo", "another"])
+@pytest.mark.parametrize("version", ["0.3.3", "0.6.1"])
+def test_every_install_set_a_job_carries_is_resolved_by_the_installs_session(
+    project: Path, platform: str, version: str, job_for: JobFor
+) -> None:
+    options = {"lerobot_version": version, "policy_type": "smolvla", "from_blob": True,
+               "storage_account": "a",
+               "image": None if version == "0.3.3" else "my/image", "mlflow_uri": None}  # fmt: skip
+    if platform in ("osmo", "another"):
+        options["mlflow_uri"] = "http://mlflow:5000"
+    environment = job_for(platform, **{k: v for k, v in options.items() if v is not None})["environment"]
+    carried = InstallSet(
+        tuple(environment["LEROBOT_INSTALL"].split()),
+        tuple(environment["LEROBOT_CONSTRAINTS"].split()),
+        "3.11" if version == "0.3.3" else "3.12",
+    )
+    assert carried in every_install_set()

@@ -111,7 +111,7 @@ def test_the_installed_lerobot_is_a_supported_pin() -> None:
     assert sorted(PreTrainedConfig.get_known_choices()) == sorted(INSTALLED.policy_types)
 
 
-@pytest.mark.parametrize("policy_type", INSTALLED.policy_types)
+@pytest.mark.parametrize("policy_type", INSTALLED.trainable_policy_types)
 def test_every_policy_type(policy_type: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     args = generated_args(workdir, policy_type=policy_type, training_steps=500, batch_size=4, seed=3)
     cfg = parse_policy(policy_type, args, monkeypatch)
@@ -123,7 +123,12 @@ def test_every_policy_type(policy_type: str, workdir: Path, monkeypatch: pytest.
 
 
 @pytest.mark.parametrize(
-    "policy_type", [p for p, fields in INSTALLED.policies.items() if fields.learning_rate]
+    "policy_type",
+    [
+        p
+        for p, fields in INSTALLED.policies.items()
+        if fields.learning_rate and p not in INSTALLED.untrainable
+    ],
 )
 def test_learning_rate_lands_where_lerobot_reads_it(
     policy_type: str, workdir: Path, monkeypatch: pytest.MonkeyPatch
@@ -142,10 +147,10 @@ def test_learning_rate_lands_where_lerobot_reads_it(
 
 
 def test_frequencies_and_output(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    args = generated_args(workdir, eval_freq=700, save_freq=900, log_freq=11, num_workers=1,
+    args = generated_args(workdir, save_freq=900, log_freq=11, num_workers=1,
                           output_dir="runs/out", job_name="job-x")  # fmt: skip
     cfg = parse(args, monkeypatch)
-    assert getattr(cfg, INSTALLED.env_eval_flag) == 700
+    assert cfg.env is None, "no simulation environment: LeRobot's simulation evaluation never runs"
     assert (cfg.save_freq, cfg.log_freq, cfg.num_workers) == (900, 11, 1)
     assert str(cfg.output_dir) == "runs/out" and cfg.job_name == "job-x"
 
@@ -156,6 +161,8 @@ def test_validation_split(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     cfg = parse(generated_args(workdir, val_split=0.25, save_freq=400), monkeypatch)
     assert cfg.dataset.eval_split == pytest.approx(0.25)
     assert cfg.eval_steps == 400
+    every = parse(generated_args(workdir, val_split=0.25, eval_freq=700), monkeypatch)
+    assert every.eval_steps == 700
     none = parse(generated_args(workdir, no_val_split=True), monkeypatch)
     assert none.dataset.eval_split == 0
 

@@ -32,6 +32,7 @@ class TrainRequest:
     learning_rate: float | None = None
     warmup_steps: int | None = None
     eval_freq: int | None = None
+    """How often the validation loss is computed (``--eval_steps``); needs a validation split."""
     val_split: float = 0.0
     wandb_project: str | None = None
     """Set when tracking with Weights & Biases."""
@@ -99,9 +100,8 @@ def _policy_args(request: TrainRequest) -> list[str]:
 
 
 def _evaluation_args(request: TrainRequest) -> list[str]:
+    """The validation loss on held-out episodes; simulation evaluation (no environment here) stays off."""
     args = []
-    if request.eval_freq is not None:
-        args.append(_flag(request.lerobot.env_eval_flag, request.eval_freq))
     if request.val_split > 0:
         args.append(_flag("dataset.eval_split", request.val_split))
         args.append(_flag("eval_steps", request.eval_freq or request.save_freq))

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from robotrain import Checkpoint, Image, JobSpec, Resources, SecretRef, Settings, UserError
+from robotrain.job import input_variable
 from robotrain.payload import pack
 from robotrain.settings import DEFAULT
-from robotrain.workloads import azure_environment, model_name, registered_name
+from robotrain.workloads import azure_environment, model_name, registered_name, require_azure_context
+from robotrain_lerobot import local_env
 from robotrain_lerobot.command import BLOB, HUB, STAGED, TrainRequest, lerobot_train_args
+from robotrain_lerobot.installs import InstallSet, Tracker, install_set
 from robotrain_lerobot.versions import KNOWN_PRETRAINED, RENAMED_POLICIES, SUPPORTED, LeRobotVersion
 
 NAME = "lerobot"
@@ -20,6 +24,9 @@ DATASET_INPUT = "dataset"
 EXAMPLE_DATASET = "lerobot/aloha_sim_insertion_human"
 DEFAULT_EXPERIMENT = "lerobot-training"
 DEFAULT_VAL_SPLIT = 0.1
+LOCAL = "local"
+ENVIRONMENT_VERSION = "1.1.0"
+"""The Azure ML environment version of the default image (1.0.0 was the scripts' torch 2.4.1 image)."""
 HF_TOKEN = SecretRef("HF_TOKEN", "hf_token", "token")
 WANDB_API_KEY = SecretRef("WANDB_API_KEY", "wandb", "api_key")
 
@@ -27,16 +34,26 @@ WANDB_API_KEY = SecretRef("WANDB_API_KEY", "wandb", "api_key")
 def build_job(settings: Settings) -> JobSpec:
     """Validate every option, then describe the job (nothing is packed before validation passes)."""
     request = request_from_settings(settings)
-    image = _image(settings, request.lerobot)
+    tracker, tracking_environment = _tracking(settings)
+    job_python = _job_python(settings, request.lerobot)
+    image = _image(settings, request.lerobot, job_python)
+    installs = install_set(
+        request.lerobot, request.policy_type, blob=request.data_source == BLOB, tracker=tracker,
+        system_metrics=_system_metrics(settings, tracker), python=job_python[1] if job_python else None,
+        default_image=image.uri == request.lerobot.default_image,
+    )  # fmt: skip
     register_as = registered_name(settings, f"{request.policy_type or 'policy'}-{request.dataset_repo_id}")
     payload = pack({"training": ENTRY_FOLDER}, settings.state_dir / "payloads")
+    environment = _environment(settings, request, register_as, installs, tracker) | tracking_environment
+    if job_python is not None:
+        environment |= _local_environment(settings, request.lerobot, job_python)
     return JobSpec(
         workload=NAME,
         name=request.job_name,
-        image=Image(image, "lerobot-training-env", "1.0.0"),
+        image=image,
         command=("bash", ENTRY_POINT, *lerobot_train_args(request)),
         experiment=_experiment(settings),
-        environment=_environment(settings, request, register_as),
+        environment=environment,
         secrets=_secrets(settings, request),
         resources=Resources(gpu=1, cpu=8, memory="48Gi", storage="80Gi"),
         payload=payload,
@@ -83,7 +100,22 @@ def request_from_settings(settings: Settings) -> TrainRequest:
         num_workers=settings.get("num_workers"),
     )
     _check_tuning(request)
+    _check_eval_freq(request)
     return request
+
+
+def _check_eval_freq(request: TrainRequest) -> None:
+    """``--eval-freq`` is the validation-loss frequency; LeRobot's simulation evaluation is never set up."""
+    if request.eval_freq is not None and request.val_split == 0:
+        validation = (
+            "with --val-split it sets how often the validation loss is computed"
+            if request.lerobot.has_val_split
+            else "use --lerobot-version 0.6.1 with --val-split for a validation loss"
+        )
+        raise UserError(
+            f"--eval-freq does nothing here: LeRobot evaluates in simulation only with a simulation "
+            f"environment, which this workload does not set up; {validation}, or drop --eval-freq"
+        )
 
 
 def _policy_type(settings: Settings, lerobot: LeRobotVersion, pretrained: str | None) -> str | None:
@@ -93,7 +125,12 @@ def _policy_type(settings: Settings, lerobot: LeRobotVersion, pretrained: str | 
         return requested
     found = pretrained_policy_type(pretrained, settings.project_root)
     if found is None:
-        return requested if explicit else None
+        if not explicit:
+            raise UserError(
+                f"the type of the pretrained policy {pretrained} is not known here (it decides what the "
+                f'job installs); give --policy-type with it (the "type" in its config.json)'
+            )
+        return requested
     found = _known_policy_type(found, lerobot, f"the pretrained policy {pretrained}")
     if explicit and found != requested:
         raise UserError(
@@ -104,6 +141,12 @@ def _policy_type(settings: Settings, lerobot: LeRobotVersion, pretrained: str | 
 
 
 def _known_policy_type(name: str, lerobot: LeRobotVersion, what: str) -> str:
+    if name in lerobot.untrainable:
+        raise UserError(
+            f"{what}: lerobot-train cannot train policy type {name!r} from a dataset in LeRobot "
+            f"{lerobot.version} (it trains online, with an environment); pick one of "
+            f"{', '.join(lerobot.trainable_policy_types)}"
+        )
     if name in lerobot.policies:
         return name
     renamed = RENAMED_POLICIES.get(name)
@@ -113,7 +156,7 @@ def _known_policy_type(name: str, lerobot: LeRobotVersion, what: str) -> str:
         )
     raise UserError(
         f"{what}: unknown policy type {name!r} for LeRobot {lerobot.version} "
-        f"(known: {', '.join(lerobot.policy_types)})"
+        f"(known: {', '.join(lerobot.trainable_policy_types)})"
     )
 
 
@@ -204,32 +247,98 @@ def _check_tuning(request: TrainRequest) -> None:
         )
 
 
-def _image(settings: Settings, lerobot: LeRobotVersion) -> str:
+def _job_python(settings: Settings, lerobot: LeRobotVersion) -> tuple[str, str] | None:
+    """On the local platform: the interpreter of LeRobot's own environment (path, ``X.Y``)."""
+    return local_env.find_python(lerobot) if settings["platform"] == LOCAL else None
+
+
+def _image(settings: Settings, lerobot: LeRobotVersion, job_python: tuple[str, str] | None) -> Image:
+    """The container image; on the local platform a name for LeRobot's environment instead."""
+    if job_python is not None:
+        venv = local_env.venv_dir(settings.state_dir, lerobot, job_python[1])
+        return Image(f"venv:{venv}", "lerobot-training-env", lerobot.version)
     image = settings.get("image") or lerobot.default_image
     if not image:
         python = ".".join(map(str, lerobot.min_python))
         raise UserError(
-            f"LeRobot {lerobot.version} needs Python >= {python} and a newer torch than the default image "
-            f"has; give --image with both (e.g. huggingface/lerobot-gpu) or use --lerobot-version 0.3.3"
+            f"LeRobot {lerobot.version} needs Python >= {python} and torch >= 2.7, newer than the default "
+            f"image has; give --image with both (e.g. huggingface/lerobot-gpu) or use --lerobot-version 0.3.3"
         )
-    return str(image)
+    version = ENVIRONMENT_VERSION
+    if image != lerobot.default_image:
+        version += "-" + hashlib.sha256(str(image).encode()).hexdigest()[:8]
+    return Image(str(image), "lerobot-training-env", version)
 
 
 def _experiment(settings: Settings) -> str:
     return str(settings.get("experiment_name") or DEFAULT_EXPERIMENT)
 
 
-def _environment(settings: Settings, request: TrainRequest, register_as: str | None) -> dict[str, str]:
-    tracking = str(settings["tracking"])
+def _tracking(settings: Settings) -> tuple[Tracker, dict[str, str]]:
+    """Where the job's MLflow run goes, and the environment that tells the job."""
+    uri = settings.get("mlflow_uri")
+    platform = str(settings["platform"])
+    if uri and platform in (LOCAL, "azureml"):
+        raise UserError(
+            f"--mlflow-uri is for platforms without an MLflow of their own (osmo); {platform} jobs track to "
+            f"{'the local store' if platform == LOCAL else 'the workspace'}: drop --mlflow-uri"
+        )
+    if settings["tracking"] != "mlflow":
+        if uri:
+            raise UserError(
+                "--mlflow-uri is only used with --tracking mlflow; drop it or use --tracking mlflow"
+            )
+        return Tracker.NONE, {}
+    if platform == LOCAL:
+        return Tracker.HOST, {}
+    if platform == "azureml":
+        return Tracker.AZUREML, {}
+    if uri:
+        tracker = Tracker.AZUREML if str(uri).startswith("azureml:") else Tracker.SERVER
+        return tracker, {"MLFLOW_TRACKING_URI": str(uri)}
+    if platform != "osmo":
+        return Tracker.SERVER, {}
+    try:
+        azure = require_azure_context(settings, "MLflow tracking to the Azure ML workspace on OSMO")
+    except UserError as missing:
+        raise UserError(
+            f"{missing}; or give --mlflow-uri (an MLflow server the job can reach), or use --tracking wandb "
+            f"or --tracking none"
+        ) from None
+    return Tracker.AZUREML, azure | {"LEROBOT_MLFLOW_FROM_WORKSPACE": "true"}
+
+
+def _system_metrics(settings: Settings, tracker: Tracker) -> bool:
+    """System metrics need psutil beside MLflow: installed in containers, not into robotrain's environment."""
+    return bool(settings["system_metrics"]) and tracker in (Tracker.SERVER, Tracker.AZUREML)
+
+
+def _local_environment(
+    settings: Settings, lerobot: LeRobotVersion, job_python: tuple[str, str]
+) -> dict[str, str]:
+    return {
+        "LEROBOT_VENV": str(local_env.venv_dir(settings.state_dir, lerobot, job_python[1])),
+        "LEROBOT_VENV_PYTHON": job_python[0],
+    }
+
+
+def _environment(
+    settings: Settings, request: TrainRequest, register_as: str | None, installs: InstallSet, tracker: Tracker
+) -> dict[str, str]:
     environment = {
         "LEROBOT_VERSION": request.lerobot.version,
-        "LEROBOT_REQUIREMENT": request.lerobot.requirement(request.policy_type),
-        "LEROBOT_TRACKING": tracking,
+        "LEROBOT_INSTALL": " ".join(installs.requirements),
+        "LEROBOT_CONSTRAINTS": " ".join(installs.constraints),
+        "LEROBOT_TRACKING": "mlflow" if tracker is not Tracker.NONE else str(settings["tracking"]),
         "LEROBOT_DATASET_SOURCE": request.data_source,
         "REGISTER_CHECKPOINT": register_as or "",
         "MLFLOW_EXPERIMENT_NAME": _experiment(settings),
     }
-    if tracking == "mlflow" and settings["system_metrics"]:
+    if request.data_source == STAGED:
+        environment["LEROBOT_DATASET_VARIABLE"] = input_variable(DATASET_INPUT)
+    if settings.get("python"):
+        environment["PYTHON"] = str(settings["python"])
+    if _system_metrics(settings, tracker):
         environment["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "true"
     if request.data_source == BLOB:
         environment |= {
@@ -243,7 +352,8 @@ def _environment(settings: Settings, request: TrainRequest, register_as: str | N
 
 def _secrets(settings: Settings, request: TrainRequest) -> tuple[SecretRef, ...]:
     secrets = []
-    if settings["hf_token"] or request.hub_repo_id is not None:
+    gated = request.policy_type in request.lerobot.gated
+    if settings["hf_token"] or request.hub_repo_id is not None or gated:
         secrets.append(HF_TOKEN)
     if request.wandb_project is not None:
         secrets.append(WANDB_API_KEY)

@@ -27,10 +27,12 @@ def robotrain_add_options(options: OptionRegistry) -> None:
         Option("training_steps", "training steps", kind=int, default=100_000, env="TRAINING_STEPS",
                minimum=1),
         Option("batch_size", "batch size", kind=int, default=32, minimum=1),
-        Option("learning_rate", "learning rate (default: the policy preset's)", kind=float),
+        Option("learning_rate", "learning rate (default: the policy preset's, e.g. ACT 1e-5; the old "
+               "submit scripts passed 1e-4: give --learning-rate 1e-4 for the same training)", kind=float),
         Option("lr_warmup_steps", "learning-rate warm-up steps (default: the policy preset's)",
                kind=int, minimum=0),
-        Option("eval_freq", "evaluate every N steps (default: LeRobot's)", kind=int, minimum=0),
+        Option("eval_freq", "compute the validation loss every N steps (LeRobot 0.6+ with a validation "
+               "split; default: the save frequency)", kind=int, minimum=1),
         Option("save_freq", "save a checkpoint every N steps", kind=int, default=5000, minimum=1),
         Option("log_freq", "log every N steps", kind=int, default=200, minimum=1),
         Option("seed", "random seed", kind=int, default=1000, minimum=0),
@@ -38,9 +40,11 @@ def robotrain_add_options(options: OptionRegistry) -> None:
         Option("val_split", "fraction of episodes held out for validation, in [0, 1) "
                "(default: 0.1 with LeRobot 0.6+, none with 0.3)", kind=float),
         Option("no_val_split", "hold out no validation episodes", kind=bool, default=False),
-        Option("system_metrics", "log GPU/CPU/memory metrics to MLflow", kind=bool, default=True,
-               negation="no_system_metrics"),
+        Option("system_metrics", "log GPU/CPU/memory metrics to MLflow (Azure ML, OSMO)", kind=bool,
+               default=True, negation="no_system_metrics"),
         Option("tracking", "experiment tracking", default="mlflow", choices=TRACKING),
+        Option("mlflow_uri", "MLflow tracking server for --tracking mlflow on OSMO (default there: the Azure "
+               "ML workspace's MLflow)", env="ROBOTRAIN_MLFLOW_URI"),
         Option("wandb_project", "Weights & Biases project (default: the experiment name)",
                env="WANDB_PROJECT"),
         Option("from_blob", "read the dataset from Azure Blob storage instead of the Hub",

@@ -38,20 +38,36 @@ class LeRobotVersion:
     min_python: tuple[int, int]
     default_image: str | None
     """An image the release installs into; None when the user must name one."""
+    image_torch: tuple[str, ...] = ()
+    """The torch packages of ``default_image``, pinned: the install keeps them (pip constraints)."""
     base_extras: tuple[str, ...] = ()
     """Package extras ``lerobot-train`` always needs."""
     policy_extras: Mapping[str, str] = field(default_factory=dict)
     """The package extra a policy's model needs (``pi0`` → ``pi``)."""
+    policy_packages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Packages a policy's model imports that no extra of LeRobot brings."""
+    untrainable: frozenset[str] = frozenset()
+    """Policy types the parser knows but ``lerobot-train`` cannot train from a dataset."""
+    gated: frozenset[str] = frozenset()
+    """Policy types whose model loads a gated Hub model (the PaliGemma tokenizer): they need HF_TOKEN."""
 
     @property
     def policy_types(self) -> tuple[str, ...]:
         return tuple(sorted(self.policies))
+
+    @property
+    def trainable_policy_types(self) -> tuple[str, ...]:
+        return tuple(p for p in self.policy_types if p not in self.untrainable)
 
     def requirement(self, policy_type: str | None) -> str:
         """The pip requirement the job installs: ``lerobot[training,pi]==0.6.1``."""
         extra = self.policy_extras.get(policy_type or "")
         extras = [*self.base_extras, *([extra] if extra else [])]
         return f"lerobot{'[' + ','.join(extras) + ']' if extras else ''}=={self.version}"
+
+    def requirements(self, policy_type: str | None) -> tuple[str, ...]:
+        """LeRobot with the policy's extra, plus the packages the policy imports beyond it."""
+        return (self.requirement(policy_type), *self.policy_packages.get(policy_type or "", ()))
 
 
 LEROBOT_0_3 = LeRobotVersion(
@@ -70,8 +86,17 @@ LEROBOT_0_3 = LeRobotVersion(
     env_eval_flag="eval_freq",
     has_val_split=False,
     min_python=(3, 10),
-    default_image="pytorch/pytorch:2.4.1-cuda12.4-cudnn9-runtime",
-    policy_extras={"pi0": "pi0", "pi0fast": "pi0", "smolvla": "smolvla"},
+    default_image="pytorch/pytorch:2.7.1-cuda12.6-cudnn9-runtime",
+    image_torch=("torch==2.7.1", "torchvision==0.22.1"),
+    policy_extras={
+        "pi0": "pi0",
+        "pi0fast": "pi0",
+        "smolvla": "smolvla",
+        "reward_classifier": "transformers-dep",
+    },
+    policy_packages={"pi0": ("pytest>=8.1",), "pi0fast": ("scipy>=1.10",)},
+    untrainable=frozenset({"sac"}),
+    gated=frozenset({"pi0", "pi0fast"}),
 )
 
 LEROBOT_0_6 = LeRobotVersion(
@@ -119,11 +144,13 @@ LEROBOT_0_6 = LeRobotVersion(
         "wall_x": "wallx",
         "xvla": "xvla",
     },
+    untrainable=frozenset({"gaussian_actor"}),
+    gated=frozenset({"pi0", "pi05", "pi0_fast"}),
 )
 
 SUPPORTED: Mapping[str, LeRobotVersion] = {v.version: v for v in (LEROBOT_0_3, LEROBOT_0_6)}
 DEFAULT_VERSION = LEROBOT_0_3.version
-"""The pin: what the current scripts use; it installs into the default image (Python 3.11, torch 2.4)."""
+"""The pin: what the current scripts use; it installs into the default image (Python 3.11, torch 2.7.1)."""
 
 RENAMED_POLICIES = {"pi0fast": "pi0_fast", "pi0_fast": "pi0fast"}
 """Policy types spelled differently across releases (0.3 ``pi0fast`` is 0.4+ ``pi0_fast``)."""

@@ -1,17 +1,20 @@
-"""Run one LeRobot training job inside the container: ``python3 lerobot_job.py <lerobot-train args>``.
+"""Run one LeRobot training job: ``python3 lerobot_job.py <lerobot-train args>``.
 
-1. Install the pinned LeRobot (``LEROBOT_REQUIREMENT``, e.g. ``lerobot[pi0]==0.3.3``: the
-   policy's extra included) unless that exact version is there,
-   plus the pinned helpers the job needs (Azure Blob download, MLflow).
-2. Fetch the dataset: from the Hub (LeRobot itself), from Azure Blob
-   (``AZURE_STORAGE_ACCOUNT``/``AZURE_STORAGE_CONTAINER``/``BLOB_PREFIX`` into
-   ``LEROBOT_DATASET_ROOT``, signed in with the job's managed identity), or from a dataset
-   the platform mounted (its path in ``ROBOTRAIN_INPUT_DATASET``).
-3. Run ``lerobot-train`` with the arguments given.
-4. Register the newest checkpoint under ``REGISTER_CHECKPOINT`` in MLflow when
-   ``MLFLOW_TRACKING_URI`` is set (Azure ML and the local platform set it); otherwise the
-   checkpoint stays in the output folder and the log says so. When ``TRAINING_CHECKPOINT_OUTPUT``
-   is set (Azure ML's checkpoints output) the checkpoint is copied there too.
+1. Install the job's set (``LEROBOT_INSTALL``, pinned by the plugin and resolved as a whole;
+   ``LEROBOT_CONSTRAINTS`` keeps the image's torch) into the job's Python. On the local
+   platform that is LeRobot's own virtual environment (``LEROBOT_VENV``, created with uv from
+   ``LEROBOT_VENV_PYTHON`` and reused); this script itself then runs on robotrain's interpreter
+   and installs nothing into it.
+2. Find the MLflow server: the platform's ``MLFLOW_TRACKING_URI``, or with
+   ``LEROBOT_MLFLOW_FROM_WORKSPACE`` the Azure ML workspace's (looked up with the job's identity).
+3. Fetch the dataset: Hub (LeRobot itself), Azure Blob (into ``LEROBOT_DATASET_ROOT``), or a
+   dataset the platform mounted (its folder in the variable ``LEROBOT_DATASET_VARIABLE`` names).
+4. Check video decoding: torchcodec needs FFmpeg's libraries; without them PyAV's bundled
+   FFmpeg is chosen (``--dataset.video_backend=pyav``), and one line says so.
+5. Run ``lerobot-train``; its loss, gradient norm, learning rate and validation loss go to
+   the MLflow run as metrics. A failed training ends the run FAILED, SIGTERM ends it KILLED.
+6. Copy the newest checkpoint to ``TRAINING_CHECKPOINT_OUTPUT`` (also after a failure or
+   SIGTERM), then register it as a new version of ``REGISTER_CHECKPOINT`` in MLflow.
 
 Only the standard library is imported at start; secrets arrive as environment variables
 set by the platform and are never printed.
@@ -19,25 +22,125 @@ set by the platform and are never printed.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import urllib.request
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-BLOB_PACKAGES = ("azure-storage-blob==12.31.1", "azure-identity==1.27.0")
-MLFLOW_PACKAGES = ("mlflow-skinny==3.17.2",)
-AZUREML_MLFLOW_PACKAGES = ("azureml-mlflow==1.62.0.post6",)
-SYSTEM_METRICS_PACKAGES = ("psutil==7.2.2", "nvidia-ml-py==13.615.71")
+INSTALLED_MARKER = "robotrain-installed.txt"
+VIDEO_CHECK = """
+try:
+    import torchcodec.decoders
+    print("torchcodec")
+except Exception as error:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    try:
+        import av
+        print("pyav", reason)
+    except Exception as av_error:
+        print("none", reason, "| PyAV:", str(av_error).strip().splitlines()[0])
+"""
+METRIC_NAMES = {"loss": "loss", "grdn": "grad_norm", "lr": "learning_rate"}
+"""LeRobot's training log fields (``loss:0.512 grdn:8.1 lr:1.0e-05``) and the MLflow metric each becomes."""
+VALIDATION_LINE = re.compile(r"step (\d+): eval_loss=([0-9.eE+-]+)")
+ARM = "https://management.azure.com"
+WORKSPACE_API = "2024-10-01"
 
 
 def log(message: str) -> None:
     print(f"robotrain-lerobot: {message}", flush=True)
+
+
+class JobError(Exception):
+    """A problem the job reports in one line before it stops."""
+
+
+# --- 1. the job's Python and its packages -------------------------------------------------
+
+
+class JobPython:
+    """The interpreter LeRobot runs on, and how packages are installed into it."""
+
+    def __init__(self) -> None:
+        self.venv = Path(os.environ["LEROBOT_VENV"]) if os.environ.get("LEROBOT_VENV") else None
+        self.python = str(self.venv / "bin" / "python") if self.venv else sys.executable
+
+    def executable(self, name: str) -> str:
+        """A console script of the job's Python (``lerobot-train``)."""
+        if self.venv is not None:
+            return str(self.venv / "bin" / name)
+        return shutil.which(name) or str(Path(sys.executable).parent / name)
+
+    def prepare(self, requirements: Sequence[str], constraints: Sequence[str]) -> None:
+        if self.venv is None:
+            install_here(requirements, constraints)
+        else:
+            prepare_venv(self.venv, requirements, constraints)
+
+
+def prepare_venv(venv: Path, requirements: Sequence[str], constraints: Sequence[str]) -> None:
+    """Create LeRobot's environment with uv on first use; reinstall only when the set changed."""
+    wanted = "\n".join([*requirements, "--", *constraints]) + "\n"
+    marker = venv / INSTALLED_MARKER
+    if marker.is_file() and marker.read_text() == wanted:
+        log(f"using LeRobot's environment {venv}")
+        return
+    uv = shutil.which("uv")
+    if uv is None:
+        raise JobError(
+            "uv is needed to create LeRobot's environment on this machine; install it (pip install uv)"
+        )
+    if not (venv / "bin" / "python").exists():
+        log(f"creating LeRobot's environment {venv}")
+        run([uv, "venv", "--quiet", "--python", os.environ["LEROBOT_VENV_PYTHON"], str(venv)])
+    log(f"installing {' '.join(requirements)} into {venv}")
+    run([uv, "pip", "install", "--python", str(venv / "bin" / "python"), *requirements,
+         *constraint_args(constraints, venv)])  # fmt: skip
+    marker.write_text(wanted)
+
+
+def install_here(requirements: Sequence[str], constraints: Sequence[str]) -> None:
+    """Install into this interpreter unless every requirement is already satisfied."""
+    needed = [r for r in requirements if not satisfied(r)]
+    if not needed:
+        return
+    before = installed_version("torch")
+    log(f"installing {' '.join(needed)}")
+    folder = Path(os.environ.get("TMPDIR", "/tmp"))
+    if importlib.util.find_spec("pip") is None and shutil.which("uv"):
+        command = ["uv", "pip", "install", "--python", sys.executable]
+    else:
+        command = [sys.executable, "-m", "pip", "install", "--no-cache-dir"]
+    run([*command, *needed, *constraint_args(constraints, folder)])
+    importlib.invalidate_caches()
+    after = installed_version("torch")
+    if before and after != before:
+        log(f"the install replaced the image's torch {before} with {after}: pick an image whose torch "
+            f"LeRobot {os.environ.get('LEROBOT_VERSION')} accepts to save that download")  # fmt: skip
+
+
+def constraint_args(constraints: Sequence[str], folder: Path) -> list[str]:
+    if not constraints:
+        return []
+    path = folder / "robotrain-constraints.txt"
+    path.write_text("\n".join(constraints) + "\n")
+    return ["-c", str(path)]
+
+
+def run(command: Sequence[str]) -> None:
+    if subprocess.run(list(command), check=False).returncode != 0:
+        raise JobError(f"{Path(command[0]).name} failed: {' '.join(command[1:4])} ...")
 
 
 def installed_version(distribution: str) -> str | None:
@@ -47,45 +150,56 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
-def missing(requirements: Sequence[str]) -> list[str]:
-    """The ``name[extras]==version`` pins whose exact version is not installed."""
-    return [r for r in requirements if installed_version(re.split(r"[\[=]", r)[0]) != r.split("==")[1]]
+def satisfied(requirement: str) -> bool:
+    """``name==version`` installed at exactly that version, any other requirement installed at all."""
+    name = re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0]
+    version = installed_version(name)
+    if version is None:
+        return False
+    pinned = re.search(r"==([^,;\s]+)", requirement)
+    return pinned is None or pinned.group(1) == version
 
 
-def install(requirements: Sequence[str]) -> None:
-    needed = missing(requirements)
-    if not needed:
-        return
-    log(f"installing {' '.join(needed)}")
-    if importlib.util.find_spec("pip") is None and shutil.which("uv"):
-        command = ["uv", "pip", "install", "--python", sys.executable, *needed]
-    else:
-        command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", *needed]
-    subprocess.run(command, check=True)
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", "")
+# --- 2. MLflow --------------------------------------------------------------------------
 
 
 def uses_mlflow() -> bool:
-    wanted = os.environ.get("LEROBOT_TRACKING") == "mlflow" or bool(os.environ.get("REGISTER_CHECKPOINT"))
-    return wanted and bool(tracking_uri())
+    return os.environ.get("LEROBOT_TRACKING") == "mlflow"
 
 
-def requirements() -> list[str]:
-    """Every package this job needs, pinned."""
-    needed = [os.environ.get("LEROBOT_REQUIREMENT") or f"lerobot=={os.environ['LEROBOT_VERSION']}"]
-    if os.environ.get("LEROBOT_DATASET_SOURCE") == "blob":
-        needed += BLOB_PACKAGES
-    if uses_mlflow():
-        if not (installed_version("mlflow") or installed_version("mlflow-skinny")):
-            needed += MLFLOW_PACKAGES
-        if tracking_uri().startswith("azureml:"):
-            needed += AZUREML_MLFLOW_PACKAGES
-        if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING") == "true":
-            needed += SYSTEM_METRICS_PACKAGES
-    return needed
+def workspace_tracking_uri() -> str:
+    """The Azure ML workspace's MLflow URI, read from Azure Resource Manager with the job's identity."""
+    from azure.identity import DefaultAzureCredential
+
+    subscription, group = os.environ["AZURE_SUBSCRIPTION_ID"], os.environ["AZURE_RESOURCE_GROUP"]
+    workspace = os.environ["AZUREML_WORKSPACE_NAME"]
+    token = DefaultAzureCredential().get_token(f"{ARM}/.default").token
+    url = (
+        f"{ARM}/subscriptions/{subscription}/resourceGroups/{group}/providers/"
+        f"Microsoft.MachineLearningServices/workspaces/{workspace}?api-version={WORKSPACE_API}"
+    )
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        uri = json.load(response)["properties"]["mlFlowTrackingUri"]
+    return str(uri)
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri and os.environ.get("LEROBOT_MLFLOW_FROM_WORKSPACE") == "true":
+        try:
+            uri = workspace_tracking_uri()
+        except Exception as error:
+            raise JobError(
+                f"cannot find the MLflow of Azure ML workspace {os.environ.get('AZUREML_WORKSPACE_NAME')}: "
+                f"{error}"
+            ) from None
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        log(f"tracking to the MLflow of workspace {os.environ['AZUREML_WORKSPACE_NAME']}")
+    return uri
+
+
+# --- 3. the dataset ---------------------------------------------------------------------
 
 
 def fetch_blob_dataset(root: Path) -> None:
@@ -104,28 +218,61 @@ def fetch_blob_dataset(root: Path) -> None:
             client.download_blob(blob.name).readinto(handle)
         count += 1
     if count == 0:
-        raise SystemExit(f"robotrain-lerobot: no blobs under {container}/{prefix} in account {account}")
+        raise JobError(f"no blobs under {container}/{prefix} in account {account}")
     log(f"downloaded {count} files from {container}/{prefix} to {root}")
 
 
-def dataset_args() -> list[str]:
-    """Fetch the dataset when it is not on the Hub; the extra lerobot-train arguments that need."""
+def dataset_args(job: JobPython) -> list[str]:
+    """Fetch the dataset when it is not on the Hub; the extra lerobot-train arguments that needs."""
     source = os.environ.get("LEROBOT_DATASET_SOURCE", "hub")
     if source == "blob":
-        fetch_blob_dataset(Path(os.environ["LEROBOT_DATASET_ROOT"]))
+        run([job.python, __file__, "--fetch-blob-dataset", os.environ["LEROBOT_DATASET_ROOT"]])
     elif source == "staged":
-        mounted = os.environ.get("ROBOTRAIN_INPUT_DATASET", "")
+        variable = os.environ.get("LEROBOT_DATASET_VARIABLE", "ROBOTRAIN_INPUT_DATASET")
+        mounted = os.environ.get(variable, "")
         if not mounted:
-            raise SystemExit("robotrain-lerobot: the platform did not set ROBOTRAIN_INPUT_DATASET")
+            raise JobError(f"the platform did not set {variable} (the folder of the staged dataset)")
         return [f"--dataset.root={mounted}"]
     return []
+
+
+# --- 4. video decoding ------------------------------------------------------------------
+
+
+def video_args(job: JobPython, args: Sequence[str]) -> list[str]:
+    """Keep torchcodec when it loads; else PyAV's bundled FFmpeg; one line either way."""
+    if any(a.startswith("--dataset.video_backend=") for a in args):
+        return []
+    result = subprocess.run([job.python, "-c", VIDEO_CHECK], capture_output=True, text=True, check=False)
+    backend, _, reason = result.stdout.strip().partition(" ")
+    if backend == "torchcodec":
+        log("video decoding: torchcodec (FFmpeg found)")
+        return []
+    if backend == "pyav":
+        log(f"video decoding: torchcodec cannot load FFmpeg ({reason}); using PyAV's bundled FFmpeg "
+            f"(--dataset.video_backend=pyav)")  # fmt: skip
+        return ["--dataset.video_backend=pyav"]
+    detail = reason or result.stderr.strip()[-300:]
+    log(f"video decoding unavailable: {detail}; video datasets fail at the first batch: install FFmpeg's "
+        f"libraries in the image or the av package (image-only datasets still train)")  # fmt: skip
+    return []
+
+
+# --- 5. training ------------------------------------------------------------------------
 
 
 def output_dir(args: Sequence[str]) -> Path:
     for arg in args:
         if arg.startswith("--output_dir="):
             return Path(arg.split("=", 1)[1])
-    raise SystemExit("robotrain-lerobot: no --output_dir= among the lerobot-train arguments")
+    raise JobError("no --output_dir= among the lerobot-train arguments")
+
+
+def log_freq(args: Sequence[str]) -> int:
+    for arg in args:
+        if arg.startswith("--log_freq="):
+            return int(arg.split("=", 1)[1])
+    return 1
 
 
 def newest_checkpoint(output: Path) -> Path | None:
@@ -138,9 +285,87 @@ def newest_checkpoint(output: Path) -> Path | None:
     return max(numbered, key=lambda p: int(p.parent.name), default=None)
 
 
-def train(args: Sequence[str]) -> int:
-    log(f"lerobot-train {' '.join(args)}")
-    return subprocess.run(["lerobot-train", *args], check=False).returncode
+def big_number(text: str) -> int | None:
+    """LeRobot's ``format_big_number`` read back exactly, or None when it was rounded (``1K``)."""
+    return int(text) if text.isdigit() else None
+
+
+class MetricReader:
+    """Turns lerobot-train's log lines into MLflow metrics, numbered by training step."""
+
+    def __init__(self, frequency: int) -> None:
+        self.frequency = frequency
+        self.step = 0
+
+    def read(self, line: str) -> tuple[dict[str, float], int] | None:
+        validation = VALIDATION_LINE.search(line)
+        if validation:
+            return {"val_loss": float(validation.group(2))}, int(validation.group(1))
+        fields = dict(re.findall(r"(?<!\S)([a-z_]+):(\S+)", line))
+        if "loss" not in fields or "step" not in fields:
+            return None
+        exact = big_number(fields["step"])
+        self.step = exact if exact is not None else self.step + self.frequency
+        metrics = {}
+        for field, name in METRIC_NAMES.items():
+            try:
+                metrics[name] = float(fields[field])
+            except (KeyError, ValueError):
+                continue
+        return metrics, self.step
+
+
+class Training:
+    """``lerobot-train`` as a child process; SIGTERM is passed on and remembered."""
+
+    def __init__(self, command: Sequence[str]) -> None:
+        self.command = list(command)
+        self.terminated = False
+        self.child: subprocess.Popen[str] | None = None
+
+    def on_terminate(self, signum: int, frame: FrameType | None) -> None:
+        self.terminated = True
+        log("SIGTERM: stopping training; the newest checkpoint is kept")
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+
+    def lines(self) -> Iterator[str]:
+        log(" ".join(self.command))
+        self.child = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            errors="replace",
+        )  # fmt: skip
+        assert self.child.stdout is not None
+        for line in self.child.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            yield line
+
+    def wait(self) -> int:
+        assert self.child is not None
+        return self.child.wait()
+
+
+def train(training: Training, mlflow: Any, frequency: int) -> int:
+    reader = MetricReader(frequency)
+    for line in training.lines():
+        found = reader.read(line)
+        if found and mlflow is not None:
+            try:
+                mlflow.log_metrics(found[0], step=found[1])
+            except Exception as error:
+                log(f"could not log metrics to MLflow: {error}")
+    return training.wait()
+
+
+# --- 6. checkpoints ---------------------------------------------------------------------
+
+
+def copy_to_output(checkpoint: Path) -> None:
+    destination = os.environ.get("TRAINING_CHECKPOINT_OUTPUT")
+    if destination:
+        shutil.copytree(checkpoint, Path(destination) / "pretrained_model", dirs_exist_ok=True)
+        log(f"copied {checkpoint} to {destination}")
 
 
 def register(mlflow: Any, checkpoint: Path, name: str) -> None:
@@ -159,47 +384,85 @@ def register(mlflow: Any, checkpoint: Path, name: str) -> None:
     log(f"registered {checkpoint} as model {name} version {version.version}")
 
 
-def train_tracked(args: Sequence[str], name: str) -> int:
-    """Train inside an MLflow run; on success register the newest checkpoint under ``name``."""
+def keep_checkpoint(args: Sequence[str], mlflow: Any, code: int, terminated: bool) -> int:
+    """Copy the newest checkpoint out, then register it; the job's exit code after that."""
+    checkpoint = newest_checkpoint(output_dir(args))
+    if checkpoint is None:
+        if code == 0 and not terminated:
+            log("lerobot-train finished but wrote no checkpoint")
+            return 1
+        return code
+    copy_to_output(checkpoint)
+    name = os.environ.get("REGISTER_CHECKPOINT", "")
+    if not name or (code != 0 and not terminated):
+        return code
+    if mlflow is None:
+        log(f"no MLflow run: {name} is not registered; the checkpoint stays in the output folder")
+        return code
+    try:
+        register(mlflow, checkpoint, name)
+    except Exception as error:
+        log(f"registering {name} failed: {error}; the checkpoint is kept in the output folder")
+        return code or 1
+    return code
+
+
+def start_run() -> Any:
     import mlflow
 
     mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "lerobot-training"))
-    with mlflow.start_run():
-        mlflow.log_params(
-            {"lerobot_version": os.environ["LEROBOT_VERSION"], "command": " ".join(args)[:6000]}
-        )
-        code = train(args)
-        checkpoint = newest_checkpoint(output_dir(args))
-        if code == 0 and name and checkpoint is not None:
-            register(mlflow, checkpoint, name)
-    return code
-
-
-def copy_to_output(args: Sequence[str]) -> None:
-    destination = os.environ.get("TRAINING_CHECKPOINT_OUTPUT")
-    checkpoint = newest_checkpoint(output_dir(args))
-    if destination and checkpoint is not None:
-        shutil.copytree(checkpoint, Path(destination) / "pretrained_model", dirs_exist_ok=True)
-        log(f"copied {checkpoint} to {destination}")
+    mlflow.start_run()
+    return mlflow
 
 
 def main(argv: Sequence[str]) -> int:
-    install(requirements())
-    args = [*argv, *dataset_args()]
-    name = os.environ.get("REGISTER_CHECKPOINT", "")
-    if uses_mlflow():
-        code = train_tracked(args, name)
-    else:
-        code = train(args)
-        if name:
-            log(f"MLFLOW_TRACKING_URI is not set: {name} is not registered; the checkpoint stays in place")
-    if code == 0:
-        if newest_checkpoint(output_dir(args)) is None:
-            log("lerobot-train finished but wrote no checkpoint")
-            return 1
-        copy_to_output(args)
+    job = JobPython()
+    try:
+        job.prepare(
+            os.environ.get("LEROBOT_INSTALL", "").split(), os.environ.get("LEROBOT_CONSTRAINTS", "").split()
+        )
+        args = [*argv, *dataset_args(job)]
+        args += video_args(job, args)
+        mlflow = None
+        if uses_mlflow():
+            if tracking_uri():
+                mlflow = start_run()
+            else:
+                log("MLFLOW_TRACKING_URI is not set: no MLflow run, nothing is registered")
+    except JobError as error:
+        print(f"robotrain-lerobot: {error}", file=sys.stderr, flush=True)
+        return 1
+    training = Training([job.executable("lerobot-train"), *args])
+    signal.signal(signal.SIGTERM, training.on_terminate)
+    trained = code = 1
+    try:
+        if mlflow is not None:
+            mlflow.log_params({"lerobot_version": os.environ.get("LEROBOT_VERSION", ""),
+                               "command": " ".join(args)[:6000]})  # fmt: skip
+        trained = train(training, mlflow, log_freq(args))
+        code = keep_checkpoint(args, mlflow, trained, training.terminated)
+    except (OSError, JobError) as error:
+        print(f"robotrain-lerobot: {error}", file=sys.stderr, flush=True)
+    finally:
+        if mlflow is not None:
+            status = "KILLED" if training.terminated else "FINISHED" if trained == 0 else "FAILED"
+            mlflow.end_run(status=status)
+    if training.terminated:
+        return 128 + signal.SIGTERM
     return code
 
 
+def fetch_blob_main(root: str) -> int:
+    """``lerobot_job.py --fetch-blob-dataset ROOT``: run by the job's Python, which has the Azure packages."""
+    try:
+        fetch_blob_dataset(Path(root))
+    except JobError as error:
+        print(f"robotrain-lerobot: {error}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--fetch-blob-dataset"]:
+        sys.exit(fetch_blob_main(sys.argv[2]))
     sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,51 @@
+"""Resolve every install set the lerobot plugin generates with a real resolver: ``nox -s lerobot-installs``.
+
+Each set is compiled with ``uv pip compile`` against the package index for the job's Python
+and platform (the one network use of the test suite). Any set that does not resolve fails
+the session, with uv's explanation.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from robotrain_lerobot.installs import PLATFORM_TAG, InstallSet, every_install_set
+
+
+def resolve(install: InstallSet, folder: Path) -> subprocess.CompletedProcess[str]:
+    requirements = folder / "requirements.in"
+    requirements.write_text("\n".join(install.requirements) + "\n")
+    command = ["uv", "pip", "compile", "--quiet", "--no-header", str(requirements),
+               "--python-version", install.python, "--python-platform", PLATFORM_TAG]  # fmt: skip
+    if install.constraints:
+        constraints = folder / "constraints.txt"
+        constraints.write_text("\n".join(install.constraints) + "\n")
+        command += ["-c", str(constraints)]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def main() -> int:
+    sets = every_install_set()
+    failed = 0
+    with tempfile.TemporaryDirectory() as folder:
+        for number, install in enumerate(sets, 1):
+            result = resolve(install, Path(folder))
+            described = f"python {install.python}: {' '.join(install.requirements)}"
+            if install.constraints:
+                described += f" (constraints {' '.join(install.constraints)})"
+            print(
+                f"[{number}/{len(sets)}] {'ok' if result.returncode == 0 else 'FAILED'} {described}",
+                flush=True,
+            )
+            if result.returncode != 0:
+                failed += 1
+                print(result.stderr, flush=True)
+    print(f"{len(sets) - failed} of {len(sets)} install sets resolve")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
