@@ -40,7 +40,7 @@ def test_osmo_workflow(project: Path) -> None:
         dry_run(project, "--platform", "osmo", "--policy-type", "diffusion")
     )
     workflow = spec["workflow"]
-    assert workflow["timeout"]["exec_timeout"] == "12h"
+    assert workflow["timeout"]["exec_timeout"] == 12 * 3600  # OSMO reads an int as seconds
     assert workflow["resources"]["default"] == {"gpu": 1, "cpu": 8, "memory": "48Gi", "storage": "80Gi"}
     (task,) = workflow["tasks"]
     assert task["image"] == "pytorch/pytorch:2.4.1-cuda12.4-cudnn9-runtime"
