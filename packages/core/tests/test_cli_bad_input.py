@@ -278,6 +278,12 @@ CASES = [
         setup=folder("data", "a.txt"),
     ),
     Case("status unknown job", ("status", "local-nope"), ("no local job 'local-nope'",)),
+    Case(
+        "status with a damaged submissions file",
+        ("status", "local-nope"),
+        ("no local job",),
+        {".robotrain/submissions.jsonl": '5\n{"job_id": \n\xff'},
+    ),
     Case("status path as job", ("status", "../x"), ("no local job '../x'",)),
     Case("logs unknown job", ("logs", "local-nope"), ("no local job",)),
     Case("cancel unknown job", ("cancel", "local-nope"), ("no local job",)),
@@ -336,6 +342,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, case: Case) ->
     project = make_project(tmp_path / "project")
     for relative, content in case.files.items():
         path = project / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
     if case.setup is not None:
         case.setup(project)

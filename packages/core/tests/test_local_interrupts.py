@@ -67,20 +67,24 @@ def train_succeeds(project: Path) -> None:
     assert "training with --mode train" in result.stdout
 
 
-def interrupt(project: Path, step: str) -> None:
+def interrupt(project: Path, step: str) -> str:
+    """Ctrl-C the train at ``step``; its standard output."""
     result = run_cli(["train"], cwd=project, env={HOOK: f"{step}:SIGINT"})
     assert_one_line_error(result, "Ctrl-C")
     assert_nothing_half_built(project)
     if step != "supervisor-spawned":  # before that step the command cannot have started
         for record in job_records(project):
             assert "training with" not in Path(record["log"]).read_text()
+    return result.stdout
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("step", ["store-building", "store-built"])
 def test_ctrl_c_while_the_first_train_builds_the_store(tmp_path: Path, step: str) -> None:
     project = quick_project(tmp_path / "project")
-    interrupt(project, step)
+    said = interrupt(project, step).splitlines()
+    assert said[0].startswith("robotrain: preparing local job local-"), said  # feedback before MLflow loads
+    assert said[1].startswith("robotrain: creating the local MLflow store"), said
     assert not (project / ".robotrain" / "mlflow.db").exists()
     train_succeeds(project)
 

@@ -103,7 +103,7 @@ def user_errors(body: Callable[..., Any]) -> Callable[..., Any]:
         except UserError as error:
             raise Exit(f"robotrain: error: {error}", code=2) from None
         except KeyboardInterrupt:
-            raise Exit("robotrain: interrupted (Ctrl-C); nothing was submitted", code=INTERRUPTED) from None
+            raise Exit("robotrain: interrupted (Ctrl-C)", code=INTERRUPTED) from None
         except BrokenPipeError:
             _silence_stdout()
             raise Exit(code=BROKEN_PIPE) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -12,11 +13,15 @@ FILE = "submissions.jsonl"
 
 
 def record_submission(state_dir: Path, submission: Submission) -> None:
+    """Append one line in a single write, so concurrent commands and interrupts never mix or cut lines."""
     state_dir.mkdir(parents=True, exist_ok=True)
     line = {"job_id": submission.job_id, "platform": submission.platform, "url": submission.url,
             "time": time.time()}  # fmt: skip
-    with (state_dir / FILE).open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(line) + "\n")
+    descriptor = os.open(state_dir / FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, (json.dumps(line) + "\n").encode())
+    finally:
+        os.close(descriptor)
 
 
 def find_platform(state_dir: Path, job_id: str) -> str | None:
@@ -25,11 +30,11 @@ def find_platform(state_dir: Path, job_id: str) -> str | None:
     if not path.exists():
         return None
     found = None
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             entry = json.loads(line)
         except ValueError:
             continue
-        if entry.get("job_id") == job_id:
+        if isinstance(entry, dict) and entry.get("job_id") == job_id:
             found = entry.get("platform")
     return found
