@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from robotrain_lerobot.installs import PLATFORM_TAG, InstallSet, every_install_set
@@ -27,19 +28,27 @@ def resolve(install: InstallSet, folder: Path) -> subprocess.CompletedProcess[st
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
+def resolve_in_own_folder(install: InstallSet) -> subprocess.CompletedProcess[str]:
+    with tempfile.TemporaryDirectory() as folder:
+        return resolve(install, Path(folder))
+
+
+def describe(install: InstallSet) -> str:
+    described = f"python {install.python}: {' '.join(install.requirements)}"
+    if install.constraints:
+        described += f" (constraints {' '.join(install.constraints)})"
+    return described
+
+
 def main() -> int:
+    """Resolve the sets four at a time (the resolver mostly waits on the index)."""
     sets = every_install_set()
     failed = 0
-    with tempfile.TemporaryDirectory() as folder:
-        for number, install in enumerate(sets, 1):
-            result = resolve(install, Path(folder))
-            described = f"python {install.python}: {' '.join(install.requirements)}"
-            if install.constraints:
-                described += f" (constraints {' '.join(install.constraints)})"
-            print(
-                f"[{number}/{len(sets)}] {'ok' if result.returncode == 0 else 'FAILED'} {described}",
-                flush=True,
-            )
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = pool.map(resolve_in_own_folder, sets)
+        for number, (install, result) in enumerate(zip(sets, results, strict=True), 1):
+            verdict = "ok" if result.returncode == 0 else "FAILED"
+            print(f"[{number}/{len(sets)}] {verdict} {describe(install)}", flush=True)
             if result.returncode != 0:
                 failed += 1
                 print(result.stderr, flush=True)
