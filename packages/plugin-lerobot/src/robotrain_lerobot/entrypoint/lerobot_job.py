@@ -40,17 +40,20 @@ from typing import Any
 
 INSTALLED_MARKER = "robotrain-installed.txt"
 VIDEO_CHECK = """
+def first_line(error):
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    return next((line for line in lines if ".so" in line), lines[0])
 try:
     import torchcodec.decoders
     print("torchcodec")
 except Exception as error:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     try:
         import av
-        print("pyav", reason)
+        print("pyav", first_line(error))
     except Exception as av_error:
-        print("none", reason, "| PyAV:", str(av_error).strip().splitlines()[0])
+        print("none", first_line(error), "| PyAV:", first_line(av_error))
 """
+"""Run in the job's Python: which video decoder loads there (torchcodec's error names the missing library)."""
 METRIC_NAMES = {"loss": "loss", "grdn": "grad_norm", "lr": "learning_rate"}
 """LeRobot's training log fields (``loss:0.512 grdn:8.1 lr:1.0e-05``) and the MLflow metric each becomes."""
 VALIDATION_LINE = re.compile(r"step (\d+): eval_loss=([0-9.eE+-]+)")
