@@ -343,3 +343,9 @@ def test_every_install_set_a_job_carries_is_resolved_by_the_installs_session(
         "3.11" if version == "0.3.3" else "3.12",
     )
     assert carried in every_install_set()
+
+
+def test_mlflow_uri_with_a_password_is_refused(job_for: JobFor) -> None:
+    with pytest.raises(UserError) as refused:
+        job_for("osmo", mlflow_uri="https://me:hunter2@mlflow.example")
+    assert "--mlflow-uri carries a password" in str(refused.value) and "hunter2" not in str(refused.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from robotrain import Checkpoint, Image, JobSpec, Resources, SecretRef, Settings, UserError
 from robotrain.job import input_variable
@@ -294,6 +295,11 @@ def _tracking(settings: Settings) -> tuple[Tracker, dict[str, str]]:
     if platform == "azureml":
         return Tracker.AZUREML, {}
     if uri:
+        if urlsplit(str(uri)).password:
+            raise UserError(
+                "--mlflow-uri carries a password, which would be written into the job spec; give the URI "
+                "without it and the credentials as platform secrets (MLFLOW_TRACKING_TOKEN)"
+            )
         tracker = Tracker.AZUREML if str(uri).startswith("azureml:") else Tracker.SERVER
         return tracker, {"MLFLOW_TRACKING_URI": str(uri)}
     if platform != "osmo":

@@ -413,7 +413,8 @@ def keep_checkpoint(args: Sequence[str], mlflow: Any, code: int, terminated: boo
 def start_run() -> Any:
     import mlflow
 
-    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "lerobot-training"))
+    if not os.environ.get("MLFLOW_RUN_ID"):  # Azure ML starts the job's run itself and names it here
+        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "lerobot-training"))
     mlflow.start_run()
     return mlflow
 
