@@ -53,7 +53,7 @@ def test_logs_follow_print_each_line_as_it_arrives(
     osmo: FakeOsmo, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The stand-in writes a line per second; the first reaches us while the workflow still runs."""
-    for key, value in osmo.env.items():
+    for key, value in {**osmo.env, "FAKE_OSMO_LOG_LINES": "5"}.items():
         monkeypatch.setenv(key, value)
     events: list[tuple[str, str]] = []
 
@@ -66,7 +66,7 @@ def test_logs_follow_print_each_line_as_it_arrives(
         events.append((text, workflow_status() if not events else ""))
 
     assert follow.logs("wf-3", True, write) is True
-    assert [text for text, _ in events] == [f"[train] step {n}\n" for n in (1, 2, 3)]
+    assert [text for text, _ in events] == [f"[train] step {n}\n" for n in range(1, 6)]
     assert events[0][1] == "RUNNING", "the first line arrived before the workflow ended"
     assert workflow_status() == "COMPLETED"
 

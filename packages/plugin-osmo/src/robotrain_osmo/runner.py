@@ -147,10 +147,11 @@ def _start(args: Sequence[str]) -> subprocess.Popen[str]:
 
 
 def _lines(fd: int, quiet_seconds: float | None) -> Iterator[str | None]:
-    """Lines read from ``fd`` as soon as each is complete, until EOF. With ``quiet_seconds``: None once
-    nothing has arrived for that long (or, when lines keep coming, after ``QUIET_PERIODS_AT_MOST`` of it)."""
+    """Lines read from ``fd`` as soon as each is complete, until EOF. With ``quiet_seconds``, counted from
+    osmo's first output (it prints once its stream is open): None once nothing has arrived for that long
+    (or, when lines keep coming, after ``QUIET_PERIODS_AT_MOST`` of it)."""
     pending = b""
-    deadline = None if quiet_seconds is None else time.monotonic() + quiet_seconds * QUIET_PERIODS_AT_MOST
+    deadline: float | None = None
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         while True:
@@ -162,6 +163,8 @@ def _lines(fd: int, quiet_seconds: float | None) -> Iterator[str | None]:
             chunk = os.read(fd, 65536)
             if not chunk:
                 break
+            if quiet_seconds is not None and deadline is None:
+                deadline = time.monotonic() + quiet_seconds * QUIET_PERIODS_AT_MOST
             *complete, pending = (pending + chunk).split(b"\n")
             yield from (line.decode("utf-8", "replace") + "\n" for line in complete)
     if pending:
