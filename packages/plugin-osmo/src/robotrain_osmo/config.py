@@ -39,7 +39,7 @@ MAX_LABELS = 16
 """src/lib/utils/workflow_labels.py MAX_WORKFLOW_LABELS."""
 CLIENT_VERSIONS = ("6.3", "6.4")
 CREDENTIALS_HELP = (
-    "credentials a job references must exist in OSMO before it is submitted (checked with "
+    "the credentials a job references must exist in OSMO before it is submitted (checked with "
     "`osmo credential list`); LeRobot jobs use hf_token (key token, for HF_TOKEN) and, with "
     "--tracking wandb, wandb (key api_key, for WANDB_API_KEY): create them with "
     "`osmo credential set hf_token --type GENERIC --payload token=...`"
@@ -75,9 +75,10 @@ def add_options(options: OptionRegistry) -> None:
                "(s3://bucket/prefix)", env="OSMO_DATA_URL", commands=TRAIN_AND_STAGE),
         Option("workflow", "submit this templated OSMO workflow file instead of the generated spec",
                env="OSMO_WORKFLOW"),
-        Option("osmo_client_version", "OSMO client version to write for, 6.3 or 6.4 (default: the "
-               f"installed osmo CLI's). {CREDENTIALS_HELP}", choices=CLIENT_VERSIONS,
-               env="OSMO_CLIENT_VERSION", commands=TRAIN_AND_STAGE),
+        Option("osmo_client_version", "OSMO client version a --dry-run writes for, 6.3 or 6.4 (default: "
+               f"the installed osmo CLI's, which a submit always uses). Credentials: {CREDENTIALS_HELP}",
+               choices=CLIENT_VERSIONS,
+               env="OSMO_CLIENT_VERSION"),
     ):  # fmt: skip
         options.add(option)
 
