@@ -275,27 +275,37 @@ def submit(job: JobSpec, settings: Settings) -> Submission | None:
         return _assets_only(job, settings, workspace)
     prepare(job, settings)  # every reference is checked before the first request
     ml = _client(workspace, settings)
-    _, authority = cloud_authority(settings)
-    vault = spec.key_vault_url(settings)
-    if job.secrets and vault is None:
-        vault = workspace_key_vault(ml, settings)
-    job = job.evolve(inputs=pinned_inputs(ml, job))
-    azure_job = prepare(job, settings, vault, authority)
-    sdk_job = command_node(azure_job)
+    azure_job = _resolved(ml, job, settings)
+    sdk_job = command_node(azure_job)  # the SDK's own checks, before anything is created
     ensure_environment(ml, azure_job)
-    retry = spec.pending_name(settings.state_dir, azure_job.spec_hash) == azure_job.name
-    spec.remember_pending(settings.state_dir, azure_job)
-    created = _create_job(ml, sdk_job, azure_job, retry)
-    spec.forget_pending(settings.state_dir, azure_job)
+    created = _submit_once(ml, sdk_job, azure_job, settings.state_dir)
     url = workspace.studio_url(created)
     checkpoints = spec.job_output_uri(created, spec.CHECKPOINTS)
-    details = {"environment": azure_job.environment_ref, "checkpoints": checkpoints}
-    submission = Submission(PLATFORM, created, url, details)
+    submission = Submission(PLATFORM, created, url, {"environment": azure_job.environment_ref,
+                                                     "checkpoints": checkpoints})  # fmt: skip
     print(f"job name: {created}\nstudio: {url}\ncheckpoints: {checkpoints}")
     if settings.get("stream"):
         record_submission(settings.state_dir, submission)  # in history even if the stream fails
         _stream(ml, created)
     return submission
+
+
+def _resolved(ml: MLClient, job: JobSpec, settings: Settings) -> AzureJob:
+    """The job with what only the workspace knows: its Key Vault, its cloud's authority, dataset versions."""
+    _, authority = cloud_authority(settings)
+    vault = spec.key_vault_url(settings)
+    if job.secrets and vault is None:
+        vault = workspace_key_vault(ml, settings)
+    return prepare(job.evolve(inputs=pinned_inputs(ml, job)), settings, vault, authority)
+
+
+def _submit_once(ml: MLClient, sdk_job: Command, azure_job: AzureJob, state_dir: Path) -> str:
+    """Create the job; its name stays recorded as pending until the service has accepted it."""
+    retry = spec.pending_name(state_dir, azure_job.spec_hash) == azure_job.name
+    spec.remember_pending(state_dir, azure_job)
+    created = _create_job(ml, sdk_job, azure_job, retry)
+    spec.forget_pending(state_dir, azure_job)
+    return created
 
 
 def _assets_only(job: JobSpec, settings: Settings, workspace: Workspace) -> Submission:
