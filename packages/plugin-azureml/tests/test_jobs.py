@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 from conftest import settings_for
@@ -109,6 +113,27 @@ def test_stream_of_a_failing_job_is_one_line_and_the_job_is_in_history(cli: Cli)
     history = (cli.project / ".robotrain" / "submissions.jsonl").read_text().splitlines()
     assert [json.loads(entry)["job_id"] for entry in history] == [name]
     assert "\x1b[" not in result.stderr + result.stdout
+
+
+def test_ctrl_c_while_streaming_leaves_the_job_running_and_in_history(cli: Cli) -> None:
+    cli.fake.job_states = ("Queued",) + ("Running",) * 100_000
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("ROBOTRAIN_", "AZURE", "TASK"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "robotrain", *TRAIN, "--compute", "c1", "--stream"],
+        cwd=cli.project, env=inherited | cli.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:  # the SDK flushes "RunId: <name>" when it starts following
+        if line.startswith("RunId:"):
+            break
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    (name,) = cli.fake.jobs()
+    assert_one_line_error(result, f"stopped following job {name} (Ctrl-C); it keeps running")
+    history = (cli.project / ".robotrain" / "submissions.jsonl").read_text()
+    assert json.loads(history.splitlines()[-1])["job_id"] == name
+    assert cli.fake.job_state(name) == "Running" and not cli.fake.find("POST", r"/cancel$")
 
 
 def test_logs_of_a_completed_job_print_its_log_lines(cli: Cli) -> None:

@@ -367,13 +367,26 @@ def _stream(ml: MLClient, job_name: str) -> None:
     """Follow the job's log until it ends (the SDK prints it); a failed job is a one-line error."""
     try:
         with azure_errors(f"streaming job {job_name}"):
-            ml.jobs.stream(job_name)
+            _follow(ml, job_name)
     except UserError:
         if _state_of(ml, job_name).state == "failed":
             raise UserError(f"job {job_name} failed: {_failure(ml, job_name)}") from None
         raise
     finally:
         sys.stdout.flush()
+
+
+def _follow(ml: MLClient, job_name: str) -> None:
+    """``jobs.stream``, with Ctrl-C (which the SDK wraps in a JobException) said plainly."""
+    try:
+        ml.jobs.stream(job_name)
+    except Exception as error:
+        if not isinstance(error.__cause__, KeyboardInterrupt):
+            raise
+        raise UserError(
+            f"stopped following job {job_name} (Ctrl-C); it keeps running: `invoke logs {job_name} "
+            f"--follow` follows it again, `invoke cancel {job_name}` stops it"
+        ) from None
 
 
 def _failure(ml: MLClient, job_name: str) -> str:
