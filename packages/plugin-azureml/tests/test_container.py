@@ -18,7 +18,7 @@ from fake_azure import Cli
 
 from robotrain.container import ContainerRoot, available
 from robotrain.errors import UserError
-from robotrain.job import input_variable
+from robotrain.job import SecretRef, input_variable
 from robotrain.plugins import load_plugins
 from robotrain.testing import assert_one_line_error, make_isaaclab_project, run_cli
 from robotrain_azureml import service
@@ -120,3 +120,16 @@ def test_an_input_naming_an_unstaged_dataset_is_refused_before_the_job(in_proces
     with pytest.raises(UserError, match="dataset nope is not in the workspace; stage it with"):
         service.submit(job.evolve(inputs={"dataset": "nope"}), settings)
     assert in_process.fake.jobs() == {}
+
+
+def test_secrets_wrapper_starts_through_the_images_interpreter(in_process: Cli, tmp_path: Path) -> None:
+    project = make_isaaclab_project(in_process.project)
+    settings = settings_for(project, compute="c1", key_vault="kv-robotics-dev")
+    job = load_plugins().hook.robotrain_build_job(workload="isaaclab", settings=settings)
+    job = job.evolve(secrets=(SecretRef("WANDB_API_KEY", "wandb", "api_key"),))
+    root = ContainerRoot(tmp_path / "root")
+    ran = run_in_image(root, yaml.safe_load(service.render(job, settings)), {})
+    assert ran.returncode == 0, ran.stderr  # python3 is not on the image's PATH: PYTHON runs the wrapper
+    ((interpreter, wrapper, *command),) = root.isaaclab_calls()
+    assert (interpreter, wrapper) == ("-p", "robotrain_keyvault.py")
+    assert command[:2] == ["bash", "training/scripts/train.sh"]
