@@ -29,8 +29,11 @@ TRAIN_SH = "src/training/scripts/train.sh"
 CORRUPT_JOB = "local-20250101-000000-dead"
 CACHES = ("payloads", "cache")
 """What a real run writes anyway (packed payloads and the packing cache), so a failed one may too."""
-NO_PERMISSION_OVERRIDES = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
-                           "--bounding-set=-dac_override,-dac_read_search"]  # fmt: skip
+NO_PERMISSION_OVERRIDES = [
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+]
 
 
 @dataclass(frozen=True)
@@ -327,8 +330,13 @@ def run(case: Case, project: Path) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("ROBOTRAIN_", "MLFLOW_"))}
     return subprocess.run(
         [*NO_PERMISSION_OVERRIDES, sys.executable, "-m", "robotrain", *case.args],
-        cwd=project, env=environment | case.env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=project,
+        env=environment | case.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def restore_permissions(project: Path) -> None:
@@ -357,7 +365,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, case: Case) ->
     assert_one_line_error(result, *case.fragments)
     new = files_under(state) - before
     assert all(p.startswith(CACHES) or p.endswith(".lock") for p in new), sorted(new)
-    assert not [p for p in files_under(state) if "partial" in p]
+    assert not [p for p in files_under(state) if "partial" in p or p.endswith(".tmp")]
     assert {p.split("/")[1] for p in files_under(state) if p.startswith("jobs/")} <= {CORRUPT_JOB}
     assert not (state / "mlflow.db").exists()
 

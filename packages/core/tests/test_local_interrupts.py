@@ -44,7 +44,11 @@ def job_records(project: Path) -> list[dict[str, Any]]:
 def assert_nothing_half_built(project: Path) -> None:
     """No partial store or record; a store that exists is complete; each job folder has a final record."""
     state = project / ".robotrain"
-    leftovers = [p.name for p in state.rglob("*") if "partial" in p.name] if state.is_dir() else []
+    leftovers = (
+        [p.name for p in state.rglob("*") if "partial" in p.name or p.suffix == ".tmp"]
+        if state.is_dir()
+        else []
+    )
     assert leftovers == [], leftovers
     store = state / "mlflow.db"
     if store.exists():

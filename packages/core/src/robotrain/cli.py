@@ -431,3 +431,6 @@ def main() -> None:
     except BrokenPipeError:  # --help or --list piped into a reader that stopped early
         _silence_stdout()
         raise SystemExit(BROKEN_PIPE) from None
+    except KeyboardInterrupt:  # before or between the commands' own handling
+        print("robotrain: interrupted (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None

@@ -157,15 +157,15 @@ def robotrain_submit(platform: str, job: JobSpec, settings: Settings) -> Submiss
         local_tracking.check_checkpoint(settings.state_dir, settings.project_root, job.checkpoint.uri)
     print(f"robotrain: preparing local job {local.job_id}", flush=True)
     local_tracking.prepare_tracking(settings.state_dir, job.experiment, job.checkpoint.register_as)
-    local.root.mkdir(parents=True)
+    process: subprocess.Popen[bytes] | None = None
     try:
+        local.root.mkdir(parents=True)
         test_hook("job-folder-created")
         environment = _prepare(job, settings, local)
         test_hook("job-recorded")
     except BaseException:
         shutil.rmtree(local.root, ignore_errors=True)
         raise
-    process: subprocess.Popen[bytes] | None = None
     try:
         process = _spawn(local, environment)
         test_hook("supervisor-spawned")
