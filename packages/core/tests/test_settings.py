@@ -169,10 +169,13 @@ def test_terraform_dir_in_robotrain_toml_replaces_the_convention(project: Path) 
     assert values["workspace-name"][0] is None
 
 
-def test_empty_terraform_dir_turns_terraform_off(project: Path) -> None:
+def test_terraform_can_be_turned_off(project: Path) -> None:
     write_state(project / CONVENTIONAL, REFERENCE_OUTPUTS)
-    (project / "robotrain.toml").write_text('terraform-dir = ""\n')
+    assert config(project, "--no-terraform")["resource-group"] == (None, "default")
+    assert config(project, env={"ROBOTRAIN_TERRAFORM": "false"})["resource-group"] == (None, "default")
+    (project / "robotrain.toml").write_text("terraform = false\n")
     assert config(project)["resource-group"] == (None, "default")
+    assert config(project)["terraform"] == (False, "robotrain.toml")
 
 
 TERRAFORM_STAND_IN = """#!/usr/bin/env bash

@@ -44,8 +44,10 @@ def robotrain_add_options(options: OptionRegistry) -> None:
                env="REGISTER_CHECKPOINT", aliases=("r",)),
         Option("skip_register_checkpoint", "do not register the final checkpoint", kind=bool,
                default=False),
+        Option("terraform", "read settings from the infrastructure's Terraform outputs", kind=bool,
+               default=True, env="ROBOTRAIN_TERRAFORM", negation="no_terraform", commands=EVERY_COMMAND),
         Option("terraform_dir", "Terraform folder: its terraform.tfstate, `terraform output -json` "
-               "(remote state, after terraform init) or terraform.tfvars; \"\" for none",
+               "(remote state, after terraform init) or terraform.tfvars",
                default=CONVENTIONAL_DIR, env="ROBOTRAIN_TERRAFORM_DIR", commands=EVERY_COMMAND),
         Option("terraform_outputs", "saved `terraform output -json` file",
                env="ROBOTRAIN_TERRAFORM_OUTPUTS", commands=EVERY_COMMAND),

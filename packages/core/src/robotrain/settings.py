@@ -251,6 +251,8 @@ class Settings:
     def terraform_outputs(self) -> TerraformOutputs:
         """The Terraform outputs (read once): ``--terraform-outputs``, else ``--terraform-dir``, whose
         default is the conventional ``deploy/001-iac`` when the project has it."""
+        if self._terraform is None and not self.get("terraform", True):
+            self._terraform = TerraformOutputs({})
         if self._terraform is None:
             directory = self.get("terraform_dir") if "terraform_dir" in self.options else None
             saved = self.get("terraform_outputs")

@@ -1,7 +1,8 @@
 """Read Terraform outputs: local state, ``terraform output -json``, a saved copy, or names from tfvars.
 
 Like the submit scripts, the infrastructure's folder is read without being asked: the conventional
-``deploy/001-iac`` when it exists (``terraform-dir`` in robotrain.toml names another, ``""`` none).
+``deploy/001-iac`` when it exists (``terraform-dir`` in robotrain.toml names another; ``terraform =
+false`` or ``--no-terraform`` reads none).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def _from_output_command(directory: Path, shown: str) -> TerraformOutputs | None
 def _warn_unusable(command: str, shown: str, reason: str) -> None:
     print(
         f"robotrain: warning: `{command}` in {shown} failed ({reason}); Terraform values are not used "
-        f"(run `terraform init` there, or set terraform-dir in robotrain.toml)",
+        f"(run `terraform init` there, or give --no-terraform or terraform = false in robotrain.toml)",
         file=sys.stderr,
     )
 

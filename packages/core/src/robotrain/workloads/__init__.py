@@ -72,6 +72,8 @@ def require_azure_context(settings: Settings, needed_for: str) -> dict[str, str]
 
 def _terraform_state(settings: Settings) -> str:
     """What Terraform offered: the outputs read, or the folder looked in."""
+    if not settings.get("terraform", True):
+        return "Terraform is turned off: --no-terraform or terraform = false"
     source = settings.terraform_outputs().source
     if source:
         return f"not in {source}"
