@@ -13,7 +13,7 @@ import pytest
 
 from robotrain import UserError
 from robotrain.job import input_variable
-from robotrain.testing import run_cli
+from robotrain.testing import heavy_imports_of, run_cli
 from robotrain_lerobot.installs import InstallSet, every_install_set
 
 DATASET = "lerobot/aloha_sim_insertion_human"
@@ -349,3 +349,14 @@ def test_mlflow_uri_with_a_password_is_refused(job_for: JobFor) -> None:
     with pytest.raises(UserError) as refused:
         job_for("osmo", mlflow_uri="https://me:hunter2@mlflow.example")
     assert "--mlflow-uri carries a password" in str(refused.value) and "hunter2" not in str(refused.value)
+
+
+def test_dry_run_and_help_stay_fast(project: Path) -> None:
+    """Neither the lerobot options nor building its job import MLflow or the Azure SDK."""
+    for args in (
+        ["train", "--help"],
+        ["train", "--dry-run", "--workload", "lerobot", "--dataset-repo-id", DATASET],
+    ):
+        result, heavy = heavy_imports_of(args, cwd=project)
+        assert result.returncode == 0, result.stderr
+        assert heavy == []
