@@ -30,7 +30,14 @@ def robotrain_add_options(options: OptionRegistry) -> None:
 
 @hookimpl
 def robotrain_register_platforms(register: Callable[[Platform], None]) -> None:
-    register(Platform(NAME, "NVIDIA OSMO workflows (the osmo CLI)", passthrough="osmo workflow submit"))
+    register(
+        Platform(
+            NAME,
+            "NVIDIA OSMO workflows (the osmo CLI)",
+            passthrough="osmo workflow submit",
+            distributed=True,
+        )
+    )
 
 
 @hookimpl

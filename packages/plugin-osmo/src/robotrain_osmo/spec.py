@@ -1,4 +1,9 @@
-"""The OSMO workflow spec generated from a robotrain job (version 2, one task), and its YAML text."""
+"""The OSMO workflow spec generated from a robotrain job, and its YAML text.
+
+A job of one process is one task. A distributed job is a group with one task per node (the first is
+the lead), each starting its node's processes with ``torch.distributed.run`` (or, when the job
+``launches_processes``, running the command once with the node variables).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,28 @@ from typing import Any
 import yaml
 
 from robotrain import JobSpec, Payload, UserError
-from robotrain.job import CHECKPOINT_OUTPUT, CHECKPOINT_OUTPUT_VARIABLE, input_variable
+from robotrain.job import (
+    CHECKPOINT_OUTPUT,
+    CHECKPOINT_OUTPUT_VARIABLE,
+    NODE_VARIABLES,
+    input_variable,
+)
 from robotrain_osmo.config import OsmoConfig, check_workflow_name
 
 TASK_NAME = "train"
+GROUP_NAME = "train"
+"""The group of a distributed job; its tasks are ``train-0`` (the lead, node rank 0), ``train-1``, ..."""
+MAX_TASKS = 20
+"""src/utils/connectors/postgres.py WorkflowConfig.max_num_tasks (default 20), checked at submit by
+src/service/core/workflow/workflow_service.py ("Workflow cannot have more than 20 tasks")."""
+MASTER_PORT = 29500
+"""The rendezvous port on the lead task (torch.distributed's default)."""
+LOCAL_MASTER = "127.0.0.1"
+"""The rendezvous address of a one-node job: OSMO gives a task a resolvable ``{{host:TASK}}`` only in a
+group of more than one task (src/utils/job/task.py: hostname, subdomain and headless service)."""
+LAUNCHER = '${PYTHON:-python3} -m torch.distributed.run "$@"'
+"""The launcher line of a distributed task: ``PYTHON`` may be a command with arguments
+(``/workspace/isaaclab/isaaclab.sh -p``), so it is expanded unquoted, as train.sh does."""
 RESOURCE_NAME = "default"
 WORK_DIR = "/workspace/robotrain"
 ENTRY_SCRIPT = f"{WORK_DIR}/entry.sh"
@@ -91,11 +114,19 @@ def payload_root(job: JobSpec, config: OsmoConfig) -> str:
     return config.payload_root or PAYLOAD_ROOTS.get(job.workload, f"/workspace/{job.workload}_payload")
 
 
-def fits_inline(payload: Payload) -> bool:
-    return payload.size <= FILE_ENTRY_LIMIT
+def fits_inline(payload: Payload, nodes: int = 1) -> bool:
+    """Whether the archive may travel in the spec: every task carries its own copy, and all copies
+    together stay within what one task's entry may hold, so a spec never grows past one archive's size."""
+    return payload.size * nodes <= FILE_ENTRY_LIMIT
 
 
-def too_large_inline(payload: Payload) -> UserError:
+def too_large_inline(payload: Payload, nodes: int = 1) -> UserError:
+    if nodes > 1:
+        return UserError(
+            f"the code archive is {payload.size:,} bytes and each of the {nodes} tasks would carry a copy, "
+            f"over the {FILE_ENTRY_LIMIT:,} bytes robotrain puts inline in one spec; use --payload dataset "
+            f"to stage it once as an OSMO dataset, or leave files out with .amlignore"
+        )
     return UserError(
         f"the code archive is {payload.size:,} bytes, over OSMO's limit of {FILE_ENTRY_LIMIT:,} bytes for "
         f"one files: entry (a Kubernetes Secret); use --payload dataset to stage it as an OSMO dataset, "
@@ -125,8 +156,9 @@ def checkpoint_output(
 
 def render_spec(job: JobSpec, config: OsmoConfig, layout: Layout) -> dict[str, Any]:
     """The complete workflow spec as a dict; raises UserError for anything OSMO would reject."""
-    if isinstance(layout.code, InlineCode) and not fits_inline(layout.code.payload):
-        raise too_large_inline(layout.code.payload)
+    check_nodes(job)
+    if isinstance(layout.code, InlineCode) and not fits_inline(layout.code.payload, job.nodes):
+        raise too_large_inline(layout.code.payload, job.nodes)
     workflow: dict[str, Any] = {"name": check_workflow_name(job.name)}
     if job.timeout_seconds:
         # src/utils/job/workflow.py TimeoutSpec: an int is seconds; a string needs a unit.
@@ -134,21 +166,95 @@ def render_spec(job: JobSpec, config: OsmoConfig, layout: Layout) -> dict[str, A
     resources = {k: v for k, v in vars(config.resources).items() if v is not None}
     if resources:
         workflow["resources"] = {RESOURCE_NAME: resources}
-    workflow["tasks"] = [_task(job, config, layout, bool(resources))]
+    tasks = [_task(job, config, layout, bool(resources), rank) for rank in range(job.nodes)]
+    if job.nodes > 1:
+        # src/utils/job/task.py TaskGroupSpec: exactly one lead; ignoreNonleadStatus false makes a
+        # failing worker fail the group (and stop the others) instead of leaving the lead waiting.
+        workflow["groups"] = [{"name": GROUP_NAME, "ignoreNonleadStatus": False, "tasks": tasks}]
+    else:
+        workflow["tasks"] = tasks
     spec = {"version": 2, "workflow": workflow}
     check_rendered(spec)
     return spec
 
 
-def _task(job: JobSpec, config: OsmoConfig, layout: Layout, has_resources: bool) -> dict[str, Any]:
-    task: dict[str, Any] = {"name": TASK_NAME, "image": job.image.uri}
+def check_nodes(job: JobSpec) -> None:
+    """One task per node, within OSMO's task limit."""
+    if job.nodes < 1 or job.processes_per_node < 1:
+        raise UserError(
+            f"--nodes {job.nodes} and {job.processes_per_node} process(es) per node: both must be "
+            f"positive whole numbers"
+        )
+    if job.nodes > MAX_TASKS:
+        raise UserError(
+            f"--nodes {job.nodes}: OSMO runs one task per node and at most {MAX_TASKS} tasks in a "
+            f"workflow; use --nodes {MAX_TASKS} or fewer (and more --gpus per node)"
+        )
+
+
+def tasks_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every task of the spec: its ``tasks``, or those of its groups."""
+    workflow = spec["workflow"]
+    return list(workflow.get("tasks") or []) + [
+        task for group in workflow.get("groups") or [] for task in group["tasks"]
+    ]
+
+
+def task_name(job: JobSpec, rank: int) -> str:
+    return f"{TASK_NAME}-{rank}" if job.nodes > 1 else TASK_NAME
+
+
+def rendezvous(job: JobSpec, rank: int) -> dict[str, str]:
+    """The ``NODE_VARIABLES`` of node ``rank``: the lead task is the rendezvous point."""
+    master = f"{{{{host:{task_name(job, 0)}}}}}" if job.nodes > 1 else LOCAL_MASTER
+    values = {
+        "NNODES": str(job.nodes),
+        "NODE_RANK": str(rank),
+        "NPROC_PER_NODE": str(job.processes_per_node),
+        "MASTER_ADDR": master,
+        "MASTER_PORT": str(MASTER_PORT),
+    }
+    assert tuple(values) == NODE_VARIABLES
+    return values
+
+
+def launcher_arguments(variables: dict[str, str]) -> list[str]:
+    """``torch.distributed.run``'s options for one node; ``--no-python`` runs the job's command as it is
+    (``bash training/scripts/train.sh ...``) in each of the node's processes."""
+    return [
+        "--nnodes", variables["NNODES"],
+        "--nproc_per_node", variables["NPROC_PER_NODE"],
+        "--node_rank", variables["NODE_RANK"],
+        "--master_addr", variables["MASTER_ADDR"],
+        "--master_port", variables["MASTER_PORT"],
+        "--no-python",
+    ]  # fmt: skip
+
+
+def uses_launcher(job: JobSpec) -> bool:
+    """Whether each task starts its node's processes with ``torch.distributed.run``."""
+    return job.world_size > 1 and not job.launches_processes
+
+
+def _task(job: JobSpec, config: OsmoConfig, layout: Layout, has_resources: bool, rank: int) -> dict[str, Any]:
+    task: dict[str, Any] = {"name": task_name(job, rank)}
+    if job.nodes > 1:
+        task["lead"] = rank == 0
+    task["image"] = job.image.uri
     environment = dict(job.environment)
     environment[CHECKPOINT_OUTPUT_VARIABLE] = f"{OUTPUT_TOKEN}/{CHECKPOINT_OUTPUT}"
-    if job.payload is None or layout.code is None:
-        task["command"] = list(job.command)
-    else:
+    command = list(job.command)
+    if job.world_size > 1:
+        variables = rendezvous(job, rank)
+        environment |= variables
+        if uses_launcher(job):
+            command = launcher_arguments(variables) + command
+    files = _files(job, config, layout.code)
+    if files:
         task["command"] = ["bash", ENTRY_SCRIPT]
-        task["args"] = list(job.command)
+        task["args"] = command
+    else:
+        task["command"] = command
     inputs: list[dict[str, Any]] = []
     if isinstance(layout.code, DatasetCode):
         code = (
@@ -163,13 +269,13 @@ def _task(job: JobSpec, config: OsmoConfig, layout: Layout, has_resources: bool)
         inputs.append(task_input.entry)
     if inputs:
         task["inputs"] = inputs
-    task["outputs"] = [layout.checkpoint_output, *({"url": uri} for uri in job.outputs.values())]
+    if rank == 0:  # the lead keeps what rank 0 writes; other nodes' output folders are not uploaded
+        task["outputs"] = [layout.checkpoint_output, *({"url": uri} for uri in job.outputs.values())]
     task["environment"] = environment
     if job.secrets:
         task["credentials"] = credentials(job)
     if has_resources:
         task["resource"] = RESOURCE_NAME
-    files = _files(job, config, layout.code)
     if files:
         task["files"] = files
     return task
@@ -185,27 +291,32 @@ def credentials(job: JobSpec) -> dict[str, dict[str, str]]:
 
 def _files(job: JobSpec, config: OsmoConfig, code: CodeDelivery) -> list[dict[str, Any]]:
     root = payload_root(job, config)
+    launcher = uses_launcher(job)
     if isinstance(code, InlineCode):
         return [
-            {"path": ENTRY_SCRIPT, "contents": inline_entry_script(root)},
+            {"path": ENTRY_SCRIPT, "contents": inline_entry_script(root, launcher)},
             {"path": ARCHIVE_PATH, "contents": ARCHIVE_MARKER, "base64": True},
         ]
     if isinstance(code, DatasetCode):
-        return [{"path": ENTRY_SCRIPT, "contents": dataset_entry_script(root)}]
+        return [{"path": ENTRY_SCRIPT, "contents": dataset_entry_script(root, launcher)}]
+    if launcher:
+        return [{"path": ENTRY_SCRIPT, "contents": _script(launcher=True)}]
     return []
 
 
-def inline_entry_script(root: str) -> str:
+def inline_entry_script(root: str, launcher: bool = False) -> str:
     """Unpack the archive (OSMO writes the decoded bytes) into the payload root and run the command."""
     return _script(
         f"payload_root={shlex.quote(root)}",
         f"archive={shlex.quote(ARCHIVE_PATH)}",
         'mkdir -p "$payload_root"',
         'tar -xzf "$archive" -C "$payload_root"',
+        'cd "$payload_root"',
+        launcher=launcher,
     )
 
 
-def dataset_entry_script(root: str) -> str:
+def dataset_entry_script(root: str, launcher: bool = False) -> str:
     """Copy the staged code from the task's code input to the payload root and run the command there."""
     return _script(
         f"payload_root={shlex.quote(root)}",
@@ -217,30 +328,35 @@ def dataset_entry_script(root: str) -> str:
         "fi",
         'mkdir -p "$payload_root"',
         'cp -a "$source_root/." "$payload_root/"',
+        'cd "$payload_root"',
+        launcher=launcher,
     )
 
 
-def _script(*setup: str) -> str:
+def _script(*setup: str, launcher: bool = False) -> str:
+    """The entry script: ``setup``, the checkpoint folder, then the command (``"$@"``) itself or, for a
+    distributed job, ``torch.distributed.run`` with the launcher arguments and the command."""
     lines = [
         "#!/bin/bash",
         "set -euo pipefail",
         *setup,
         f'mkdir -p "${CHECKPOINT_OUTPUT_VARIABLE}"',
-        'cd "$payload_root"',
-        'exec "$@"',
+        f"exec {LAUNCHER}" if launcher else 'exec "$@"',
     ]
     return "\n".join(lines) + "\n"
 
 
 def check_rendered(spec: dict[str, Any]) -> None:
     """Refuse template syntax OSMO's renderer would choke on, and values a process cannot receive."""
-    task = spec["workflow"]["tasks"][0]
-    for entry in task.get("files", []):
-        if TEMPLATE_SYNTAX.search(entry["contents"]):
-            raise UserError(f"file {entry['path']} of the spec contains template syntax ({{{{, {{% or {{#)")
-    for name, value in task.get("environment", {}).items():
-        if len(f"{name}={value}".encode()) >= ENV_STRING_LIMIT:
-            raise UserError(f"environment variable {name} is over 128 KiB; a process cannot receive it")
+    for task in tasks_of(spec):
+        for entry in task.get("files", []):
+            if TEMPLATE_SYNTAX.search(entry["contents"]):
+                raise UserError(
+                    f"file {entry['path']} of the spec contains template syntax ({{{{, {{% or {{#)"
+                )
+        for name, value in task.get("environment", {}).items():
+            if len(f"{name}={value}".encode()) >= ENV_STRING_LIMIT:
+                raise UserError(f"environment variable {name} is over 128 KiB; a process cannot receive it")
     for text in _strings(spec, skip_files=True):
         if TEMPLATE_SYNTAX.search(OSMO_TOKEN.sub("", text)):
             raise UserError(
@@ -281,7 +397,7 @@ def to_yaml(spec: dict[str, Any], archive: str | None = None) -> str:
     double-quoted scalar written directly, so the emitter never walks the megabyte of base64."""
     text = yaml.dump(spec, Dumper=_SpecDumper, sort_keys=False, width=120)
     if archive is not None:
-        text = text.replace(ARCHIVE_MARKER, f'"{archive}"', 1)
+        text = text.replace(ARCHIVE_MARKER, f'"{archive}"')  # once per task
     return text
 
 
@@ -299,4 +415,24 @@ def archive_comment(payload: Payload) -> list[str]:
         f"inline payload {ARCHIVE_PATH}: {payload.size:,} bytes, sha256 {payload.sha256}, "
         f"{len(payload.files)} files:",
         *(f"  {name}" for name in payload.files),
+    ]
+
+
+def rendezvous_note(job: JobSpec) -> list[str]:
+    """What a dry run says about a distributed job: its tasks, the lead and how processes start."""
+    if job.world_size == 1:
+        return []
+    master = rendezvous(job, 0)["MASTER_ADDR"]
+    start = (
+        "the command once per node with NNODES, NODE_RANK, NPROC_PER_NODE, MASTER_ADDR, MASTER_PORT"
+        if job.launches_processes
+        else f"{job.processes_per_node} process(es) per node through ${{PYTHON:-python3}} -m "
+        f"torch.distributed.run --no-python"
+    )
+    where = (
+        f"group {GROUP_NAME} of {job.nodes} tasks (lead {task_name(job, 0)})" if job.nodes > 1 else "one task"
+    )
+    return [
+        f"distributed: {job.nodes} node(s) x {job.processes_per_node} = {job.world_size} processes; "
+        f"{where}; rendezvous {master}:{MASTER_PORT}; each task starts {start}"
     ]

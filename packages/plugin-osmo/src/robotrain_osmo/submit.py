@@ -31,12 +31,15 @@ from robotrain_osmo.spec import (
     TaskInput,
     archive_comment,
     archive_placeholder,
+    check_nodes,
     checkpoint_output,
     credentials,
     encoded_archive,
     fits_inline,
     payload_root,
     render_spec,
+    rendezvous_note,
+    tasks_of,
     to_yaml,
     too_large_inline,
 )
@@ -61,9 +64,10 @@ def payload_mode(job: JobSpec, config: OsmoConfig) -> str | None:
     """``inline``, ``dataset`` or None (no code): the user's choice, else inline when it fits."""
     if job.payload is None:
         return None
-    if config.payload_mode == "inline" and not fits_inline(job.payload):
-        raise too_large_inline(job.payload)
-    return config.payload_mode or ("inline" if fits_inline(job.payload) else "dataset")
+    check_nodes(job)
+    if config.payload_mode == "inline" and not fits_inline(job.payload, job.nodes):
+        raise too_large_inline(job.payload, job.nodes)
+    return config.payload_mode or ("inline" if fits_inline(job.payload, job.nodes) else "dataset")
 
 
 def layout_for(
@@ -99,6 +103,7 @@ def render(job: JobSpec, settings: Settings) -> str:
             f"OSMO client {version[0]}.{version[1]} ({version_source})",
             "submitted as: " + shlex.join(["osmo", *submit_arguments(SPEC_FILE, config, settings)]),
             f"checkpoints are kept in: {layout.checkpoint_location}",
+            *rendezvous_note(job),
             *credential_notes(job),
             *(archive_comment(archive) if archive else []),
         ]
@@ -162,7 +167,8 @@ def submit(job: JobSpec, settings: Settings) -> Submission:
     check_credentials(job)
     if mode == "dataset" and job.payload is not None:
         staged = stage_code(job.payload, config, settings, version)
-        spec["workflow"]["tasks"][0]["inputs"][0] = _code_input(staged).entry
+        for task in tasks_of(spec):
+            task["inputs"][0] = _code_input(staged).entry
     archive = job.payload if mode == "inline" and job.payload is not None else None
     text = to_yaml(spec, encoded_archive(archive) if archive else None)
     path = _write_spec(settings.state_dir, job.name, text)
