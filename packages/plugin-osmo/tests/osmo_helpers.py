@@ -33,17 +33,25 @@ def task_of(spec: dict[str, Any]) -> dict[str, Any]:
     return tasks[0]  # type: ignore[no-any-return]
 
 
+def all_tasks(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tasks of ``tasks:`` or of every group."""
+    workflow = spec["workflow"]
+    return list(workflow.get("tasks") or []) + [
+        task for group in workflow.get("groups") or [] for task in group["tasks"]
+    ]
+
+
 def assert_obeys_osmo_rules(spec: dict[str, Any], version: Version = (6, 3)) -> None:
     """Every rule the stand-in enforces for ``version``, plus the pod's: Kubernetes quantities, no
     environment string over 128 KiB, no template syntax left (OSMO's own tokens aside)."""
     assert spec_problems(spec, version) == []
     assert kubernetes_problems(spec) == []
-    task = task_of(spec)
-    for entry in task.get("files", []):
-        assert "{{" not in entry["contents"]
-        assert "{%" not in entry["contents"] and "{#" not in entry["contents"]
-    for name, value in task.get("environment", {}).items():
-        assert len(f"{name}={value}".encode()) < ENV_LIMIT
+    for task in all_tasks(spec):
+        for entry in task.get("files", []):
+            assert "{{" not in entry["contents"]
+            assert "{%" not in entry["contents"] and "{#" not in entry["contents"]
+        for name, value in task.get("environment", {}).items():
+            assert len(f"{name}={value}".encode()) < ENV_LIMIT
 
 
 def lerobot_job(state_dir: Path, with_input: bool) -> JobSpec:

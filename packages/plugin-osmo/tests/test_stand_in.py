@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from osmo_helpers import FakeOsmo
+from osmo_spec_rules import spec_problems
 
 GOOD = """\
 workflow:
@@ -116,3 +118,83 @@ def test_dataset_commands_follow_the_version(osmo: FakeOsmo, version: str, prese
         ["osmo", present, "upload", "--help"], capture_output=True, text=True, env=env, check=False
     )
     assert there.returncode == 0
+
+
+GROUP = """\
+workflow:
+  name: demo
+  groups:
+  - name: {group}
+    tasks:
+{tasks}
+"""
+NODE = """\
+    - name: {name}
+      image: ubuntu:24.04
+      command: [bash, -c, 'echo "$MASTER_ADDR"']
+      environment:
+        MASTER_ADDR: "{{{{host:{master}}}}}"
+"""
+
+
+def submit_group(
+    osmo: FakeOsmo, tmp_path: Path, names: list[str], group: str = "train", lead: int | None = 0,
+    master: str | None = None,
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """A group of tasks ``names``, task ``lead`` marked as the lead, every task pointing at ``master``."""
+    tasks = ""
+    for index, name in enumerate(names):
+        tasks += NODE.format(name=name, master=master or names[0])
+        if index == lead:
+            tasks += "      lead: true\n"
+    spec = tmp_path / "group.yaml"
+    spec.write_text(GROUP.format(group=group, tasks=tasks))
+    return subprocess.run(["osmo", "workflow", "submit", str(spec)], capture_output=True, text=True,
+                          env={**os.environ, **osmo.env}, check=False)  # fmt: skip
+
+
+def test_a_group_is_accepted_and_host_tokens_name_the_lead_for_every_task(
+    osmo: FakeOsmo, tmp_path: Path
+) -> None:
+    result = submit_group(osmo, tmp_path, ["train-0", "train-1", "train-2"])
+    assert result.returncode == 0, result.stdout
+    started = osmo.submits()[-1]["started_tasks"]
+    hosts = {task["environment"]["MASTER_ADDR"] for task in started}
+    (host,) = hosts
+    assert host.endswith(".svc.cluster.local") and "{{" not in host
+    assert [task["name"] for task in started] == ["train-0", "train-1", "train-2"]
+
+
+@pytest.mark.parametrize(
+    ("names", "options", "message"),
+    [
+        (["train-0", "train-1"], {"lead": None}, 'Group "train" has 0 leader(s) but must have exactly one.'),
+        (["train-0", "Train_0"], {}, 'Multiple tasks/groups have the same name: "train-0".'),
+        (["train-0", "train-1"], {"group": "TRAIN_0"}, "Multiple tasks/groups have the same name"),
+        ([f"n{i}" for i in range(21)], {}, "Workflow cannot have more than 20 tasks."),
+        (["train-0", "train-1"], {"master": "master"}, "{{host:master}} names no task"),
+        (["train-0"], {}, "{{host:train-0}} names no task of a group of several tasks"),
+        (["train-0", "train-1"], {"group": "bad name"}, "invalid group name"),
+    ],
+)
+def test_what_osmo_refuses_of_a_group_is_refused(
+    osmo: FakeOsmo, tmp_path: Path, names: list[str], options: dict[str, Any], message: str
+) -> None:
+    result = submit_group(osmo, tmp_path, names, **options)
+    assert result.returncode == 2, result.stdout
+    assert message in result.stdout
+    assert osmo.submits() == []
+
+
+def test_two_leads_tasks_and_groups_together_or_neither_are_refused() -> None:
+    node = {"name": "a", "image": "i", "command": ["true"], "lead": True}
+    two_leads = {"workflow": {"name": "w", "groups": [{"name": "g", "tasks": [node, {**node, "name": "b"}]}]}}
+    assert 'Group "g" has 2 leader(s) but must have exactly one.' in spec_problems(two_leads)
+    both = {"workflow": {"name": "w", "tasks": [node], "groups": [{"name": "g", "tasks": [node]}]}}
+    assert "Cannot use both groups and tasks in the same workflow." in spec_problems(both)
+    neither = {"workflow": {"name": "w"}}
+    assert "Workflows need to have at least one group or one task." in spec_problems(neither)
+    unknown = {"workflow": {"name": "w", "groups": [{"name": "g", "tasks": [node], "leader": "a"}]}}
+    assert "group: extra key 'leader' not permitted" in spec_problems(unknown)
+    one = {"workflow": {"name": "w", "groups": [{"name": "g", "tasks": [{**node, "lead": False}]}]}}
+    assert spec_problems(one) == [], "a group of one task gets its lead by itself"

@@ -33,7 +33,15 @@ import yaml
 from jinja2 import TemplateError
 from jinja2.runtime import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
-from osmo_spec_rules import Version, kubernetes_problems, parse_version, spec_problems, substitute_tokens
+from osmo_spec_rules import (
+    Version,
+    groups_of,
+    host_names,
+    kubernetes_problems,
+    parse_version,
+    spec_problems,
+    substitute_tokens,
+)
 
 SERVICE = "https://osmo.example.com"
 EXIT_SUBMISSION, EXIT_USER, EXIT_INTERRUPTED, EXIT_SERVER, EXIT_RATE_LIMITED = 1, 2, 3, 10, 75
@@ -264,8 +272,15 @@ def submit(args: argparse.Namespace, record: dict[str, Any]) -> None:
     name = spec["workflow"]["name"]
     workflow_id = f"{name}-{bump('workflow-' + name)}"
     record["workflow_id"] = workflow_id
-    record["started_tasks"] = [substitute_tokens(task, workflow_id) for task in _tasks(spec)]
-    workflow(workflow_id)
+    record["started_tasks"] = [
+        substitute_tokens(task, workflow_id, host_names(group, workflow_id))
+        for group in groups_of(spec["workflow"])
+        for task in group["tasks"]
+    ]
+    workflow(workflow_id, [
+        {"name": group["name"], "tasks": [task["name"] for task in group["tasks"]]}
+        for group in groups_of(spec["workflow"])
+    ])  # fmt: skip
     print_json(args, {
         "name": workflow_id, "overview": f"{SERVICE}/workflows/{workflow_id}",
         "logs": f"{SERVICE}/api/workflow/{workflow_id}/logs", "spec": None, "dashboard_url": None,
@@ -274,10 +289,7 @@ def submit(args: argparse.Namespace, record: dict[str, Any]) -> None:
 
 
 def _tasks(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    workflow = spec["workflow"]
-    return list(workflow.get("tasks") or []) + [
-        task for group in workflow.get("groups") or [] for task in group.get("tasks") or []
-    ]
+    return [task for group in groups_of(spec["workflow"]) for task in group["tasks"]]
 
 
 def known_credentials() -> set[str] | None:
@@ -330,11 +342,13 @@ def print_json(args: argparse.Namespace, data: Any) -> None:
         print(f"Workflow ID - {data.get('name')}")
 
 
-def workflow(workflow_id: str) -> dict[str, Any]:
-    """The workflow's timeline, started when first seen."""
+def workflow(workflow_id: str, groups: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The workflow's timeline, started when first seen; ``groups`` names its groups and tasks (a task of
+    ``tasks:`` is in its own group ``<task>-group``, src/utils/job/workflow.py)."""
     workflows = state("workflows", {})
     if workflow_id not in workflows:
         workflows[workflow_id] = {
+            "groups": groups or [{"name": "train-group", "tasks": ["train"]}],
             "start": time.time(),
             "interval": float(os.environ.get("FAKE_OSMO_LOG_INTERVAL", "1")),
             "lines": int(os.environ.get("FAKE_OSMO_LOG_LINES", "3")),
@@ -361,15 +375,21 @@ def query(args: argparse.Namespace) -> None:
         status = statuses[min(bump("queries") - 1, len(statuses) - 1)]
     else:
         status = timeline_status(args.workflow_id)
-    task = {"name": "train", "retry_id": 0, "status": status, "start_time": "2025-01-01T00:00:00",
-            "exit_code": 1 if status.startswith("FAILED") else None,
-            "failure_message": "exit code 1" if status.startswith("FAILED") else None}  # fmt: skip
+    failed = status.startswith("FAILED")
+    groups = [
+        {"name": group["name"], "status": status, "tasks": [
+            {"name": name, "retry_id": 0, "status": status, "start_time": "2025-01-01T00:00:00",
+             "exit_code": 1 if failed else None, "failure_message": "exit code 1" if failed else None}
+            for name in group["tasks"]
+        ]}
+        for group in workflow(args.workflow_id).get("groups") or [{"name": "train-group", "tasks": ["train"]}]
+    ]  # fmt: skip
     result = {
         "name": args.workflow_id, "uuid": "0f0e0d0c", "submitted_by": "tester", "status": status,
         "submit_time": "2025-01-01T00:00:00", "spec": f"{SERVICE}/api/workflow/{args.workflow_id}/spec",
         "logs": f"{SERVICE}/api/workflow/{args.workflow_id}/logs",
         "overview": f"{SERVICE}/workflows/{args.workflow_id}", "pool": "default", "priority": "NORMAL",
-        "labels": {}, "groups": [{"name": "train", "status": status, "tasks": [task]}],
+        "labels": {}, "groups": groups,
     }  # fmt: skip
     print(json.dumps(result, indent=2) if args.format_type == "json" else f"Status      : {status}")
 

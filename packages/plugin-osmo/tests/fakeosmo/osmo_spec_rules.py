@@ -7,6 +7,8 @@ service does) and by the tests that inspect generated specs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any
 
@@ -38,9 +40,13 @@ TASK_KEYS = {
     "downloadType", "cacheSize", "backend",
 }  # fmt: skip  # src/utils/job/task.py TaskSpec (extra='forbid')
 FILE_KEYS = {"path", "contents", "base64", "localpath"}
+GROUP_KEYS = {"name", "barrier", "ignoreNonleadStatus", "tasks"}  # src/utils/job/task.py TaskGroupSpec
+HOST_TOKEN = re.compile(r"\{\{[ ]*host:([^}]+?)[ ]*\}\}")
 # Kubernetes Secret: 1 MiB of decoded data; each files: entry is one Secret (src/utils/job/kb_objects.py).
 FILE_ENTRY_LIMIT = 1024 * 1024
 ENV_STRING_LIMIT = 131_072  # Linux MAX_ARG_STRLEN: the pod cannot start a process with a longer NAME=value
+# src/utils/connectors/postgres.py WorkflowConfig.max_num_tasks (default 20), checked at submit by
+# src/service/core/workflow/workflow_service.py.
 MAX_TASKS = 20
 MAX_TIMEOUT_SECONDS = 60 * 86400  # default pool max_exec_timeout: values above are capped, not refused
 # src/lib/utils/common.py DATASET_BUCKET_NAME_TAG_IN_WORKFLOW_REGEX ({ and } allowed for templates).
@@ -113,22 +119,93 @@ def _workflow_problems(workflow: dict[str, Any], version: Version) -> list[str]:
         problems.append(f"Workflow name {name} is longer than {MAX_NAME_LENGTH} characters")
     if "labels" in workflow and version >= (6, 4):
         problems += label_problems(workflow["labels"])
-    if bool(workflow.get("tasks")) == bool(workflow.get("groups")):
-        problems.append("exactly one of tasks / groups is required")
+    problems += _tasks_or_groups_problems(workflow)
     problems += _timeout_problems(workflow.get("timeout") or {})
     resources = workflow.get("resources") or {}
     for resource_name, resource in resources.items():
         problems += _resource_problems(resource_name, resource)
-    tasks = list(workflow.get("tasks") or [])
-    for group in workflow.get("groups") or []:
-        tasks += group.get("tasks") or []
+    groups = groups_of(workflow)
+    tasks = [task for group in groups for task in group.get("tasks") or []]
     if len(tasks) > MAX_TASKS:
-        problems.append("more than 20 tasks")
-    names = [str(t.get("name", "")).lower().replace("_", "-") for t in tasks if isinstance(t, dict)]
-    if len(set(names)) != len(names):
-        problems.append("task names are not unique")
+        problems.append(f"Workflow cannot have more than {MAX_TASKS} tasks.")
+    for group in workflow.get("groups") or []:
+        problems += _group_problems(group)
+    for group in groups:
+        problems += _host_problems(group)
     for task in tasks:
         problems += _task_problems(task, set(resources) | {"default"}, version)
+    return problems
+
+
+def _tasks_or_groups_problems(workflow: dict[str, Any]) -> list[str]:
+    """src/utils/job/workflow.py WorkflowSpec.validate_tasks_groups: tasks xor groups, and every task and
+    group name unique after kb_objects.k8s_name (lower case, ``_`` as ``-``)."""
+    if workflow.get("tasks") and workflow.get("groups"):
+        return ["Cannot use both groups and tasks in the same workflow."]
+    if not workflow.get("tasks") and not workflow.get("groups"):
+        return ["Workflows need to have at least one group or one task."]
+    names = [item.get("name") for item in workflow.get("tasks") or [] if isinstance(item, dict)]
+    for group in workflow.get("groups") or []:
+        if isinstance(group, dict):
+            names.append(group.get("name"))
+            names += [task.get("name") for task in group.get("tasks") or [] if isinstance(task, dict)]
+    seen: set[str] = set()
+    for name in (str(n).lower().replace("_", "-") for n in names if n is not None):
+        if name in seen:
+            return [f'Multiple tasks/groups have the same name: "{name}".']
+        seen.add(name)
+    return []
+
+
+def groups_of(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    """The workflow's groups; src/utils/job/workflow.py puts each task of ``tasks:`` in its own group
+    ``<task>-group``."""
+    if workflow.get("groups"):
+        return [group for group in workflow["groups"] if isinstance(group, dict)]
+    return [{"name": f"{task.get('name')}-group", "tasks": [task]} for task in workflow.get("tasks") or []]
+
+
+def _group_problems(group: Any) -> list[str]:
+    """src/utils/job/task.py TaskGroupSpec (extra='forbid'; validate_tasks): at least one task, and exactly
+    one lead (a group of one task gets ``lead: true`` by itself)."""
+    if not isinstance(group, dict):
+        return ["a group is not a mapping"]
+    name = group.get("name")
+    problems = [f"group: extra key {k!r} not permitted" for k in group if k not in GROUP_KEYS]
+    if not NAME.match(str(name or "")):
+        problems.append(f"invalid group name {name!r}")
+    for key in ("barrier", "ignoreNonleadStatus"):
+        if key in group and not isinstance(group[key], bool):
+            problems.append(f"group {name}: {key} must be a boolean")
+    tasks = group.get("tasks") or []
+    if not isinstance(tasks, list) or not tasks:
+        return [*problems, f'Group "{name}" needs to have at least one task.']
+    leads = [task for task in tasks if isinstance(task, dict) and task.get("lead")]
+    if any(isinstance(task, dict) and not isinstance(task.get("lead", False), bool) for task in tasks):
+        problems.append(f"group {name}: lead must be a boolean")
+    if len(tasks) > 1 and len(leads) != 1:
+        problems.append(f'Group "{name}" has {len(leads)} leader(s) but must have exactly one.')
+    return problems
+
+
+def _host_problems(group: dict[str, Any]) -> list[str]:
+    """``{{host:TASK}}`` must name a task of the same group of more than one task.
+
+    src/utils/job/task.py TaskGroupSpec.parse makes host tokens only for the group's own tasks, and
+    TaskSpec.parse leaves any other token as it is; the pod gets a hostname, subdomain and headless
+    service only in a group of more than one task (TaskGroup: ``len(self.spec.tasks) > 1``). OSMO
+    accepts such a spec, and the task then fails to resolve the name; the stand-in refuses it at submit,
+    so a test sees at once what would only fail at run time."""
+    tasks = [task for task in group.get("tasks") or [] if isinstance(task, dict)]
+    names = {str(task.get("name")) for task in tasks} if len(tasks) > 1 else set()
+    problems = []
+    for task in tasks:
+        for target in sorted(set(HOST_TOKEN.findall(json.dumps(task)))):
+            if target not in names:
+                problems.append(
+                    f"task {task.get('name')}: {{{{host:{target}}}}} names no task of a group of several "
+                    f"tasks it is in; it would not resolve"
+                )
     return problems
 
 
@@ -264,11 +341,27 @@ def _io_problems(item: Any, version: Version, kind: str) -> list[str]:
     return []
 
 
-def substitute_tokens(task: dict[str, Any], workflow_id: str) -> dict[str, Any]:
-    """src/utils/job/task.py TaskSpec.parse: OSMO's tokens replaced in the whole task, files included."""
-    import json
+def host_names(group: dict[str, Any], workflow_id: str) -> dict[str, str]:
+    """src/utils/job/task.py TaskGroupSpec.parse: ``host:TASK`` → ``<task uuid>.osmo-<group uuid>.<namespace>
+    .svc.cluster.local`` for each task of the group (src/lib/utils/common.py get_group_subdomain_name);
+    resolvable only in a group of more than one task."""
 
+    def uuid(name: str) -> str:
+        return hashlib.md5(f"{workflow_id}/{name}".encode()).hexdigest()
+
+    tasks = group.get("tasks") or []
+    suffix = f"osmo-{uuid(str(group.get('name')))}.osmo-workflows.svc.cluster.local"
+    return (
+        {str(task["name"]): f"{uuid(str(task['name']))}.{suffix}" for task in tasks} if len(tasks) > 1 else {}
+    )
+
+
+def substitute_tokens(
+    task: dict[str, Any], workflow_id: str, hosts: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """src/utils/job/task.py TaskSpec.parse: OSMO's tokens replaced in the whole task, files included."""
     tokens = {"workflow_id": workflow_id, "output": "/osmo/data/output"}
+    tokens |= {f"host:{name}": host for name, host in (hosts or {}).items()}
     for index, _ in enumerate(task.get("inputs") or []):
         tokens[f"input:{index}"] = f"/osmo/data/input/{index}"
     text = json.dumps(task)
