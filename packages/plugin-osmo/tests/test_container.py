@@ -26,9 +26,14 @@ from robotrain_osmo import submit
 pytestmark = pytest.mark.skipif(not container.available(), reason="needs Linux, root, unshare and chroot")
 
 
-def start_task(osmo: FakeOsmo, root: ContainerRoot) -> Any:
-    """Lay out the last accepted submission's task in ``root`` and run it."""
-    (task,) = osmo.submits()[-1]["started_tasks"]  # tokens substituted by the stand-in, as OSMO does
+def start_task(osmo: FakeOsmo, root: ContainerRoot, index: int | None = None) -> Any:
+    """Lay out the last accepted submission's task (the only one, or number ``index``) in ``root`` and
+    run it."""
+    started = osmo.submits()[-1]["started_tasks"]  # tokens substituted by the stand-in, as OSMO does
+    if index is None:
+        (task,) = started
+    else:
+        task = started[index]
     for entry in task.get("files", []):
         contents = entry["contents"]
         root.write(entry["path"], base64.b64decode(contents) if entry.get("base64") else contents)
@@ -115,3 +120,57 @@ def test_staged_dataset_input_is_mounted_and_named_to_the_job(
     environment = task_of(osmo.submits()[-1]["rendered"])["environment"]
     expected = "{{input:0}}/episodes" if version == "6.3.1" else "{{input:0}}"
     assert environment["ROBOTRAIN_INPUT_DATASET"] == expected
+
+
+@pytest.mark.parametrize("payload", ["inline", "dataset"])
+def test_each_node_of_a_distributed_isaaclab_job_starts_the_torch_launcher_with_its_rank(
+    osmo: FakeOsmo, tmp_path: Path, payload: str
+) -> None:
+    """``--nodes 2 --gpus 4``: each task's entry script runs ``$PYTHON -m torch.distributed.run`` with the
+    node's arguments and the job's command. The image's interpreter (PYTHON=isaaclab.sh -p, a command
+    with an argument) is the recording stand-in, so the launcher's exact command line is what it got."""
+    project = make_isaaclab_project(tmp_path / "isaaclab-project")
+    args = ["train", "--platform", "osmo", "--payload", payload, "--task", "Isaac-Cartpole-v0",
+            "--num-envs", "64", "--nodes", "2", "--gpus", "4"]  # fmt: skip
+    result = osmo.run(args, cwd=project)
+    assert result.returncode == 0, result.stderr
+    started = osmo.submits()[-1]["started_tasks"]
+    master = started[0]["environment"]["MASTER_ADDR"]
+    assert master.endswith(".svc.cluster.local"), "{{host:train-0}} resolved by OSMO"
+    for rank in range(2):
+        root = ContainerRoot(tmp_path / f"node-{rank}")
+        run = start_task(osmo, root, rank)
+        assert run.returncode == 0, run.stderr
+        (call,) = root.isaaclab_calls()
+        launcher = ["-p", "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "4",
+                    "--node_rank", str(rank), "--master_addr", master, "--master_port", "29500",
+                    "--no-python"]  # fmt: skip
+        assert call[: len(launcher)] == launcher
+        command = call[len(launcher) :]
+        assert command[:2] == ["bash", "training/scripts/train.sh"]
+        assert command[2:10] == ["--mode", "train", "--task", "Isaac-Cartpole-v0", "--num_envs", "64",
+                                 "--max_iterations", ""]  # fmt: skip
+        assert root.path("/workspace/isaac_payload/training/scripts/train.sh").is_file()
+        assert root.path("/osmo/data/output/checkpoints").is_dir()
+    assert "outputs" in started[0] and "outputs" not in started[1]
+
+
+def test_each_node_of_a_job_that_launches_its_processes_gets_the_node_variables(
+    osmo: FakeOsmo, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in {**osmo.env, "FAKE_OSMO_CREDENTIALS": "hf_token,wandb"}.items():
+        monkeypatch.setenv(key, value)
+    settings = load_plugins().settings({"platform": "osmo"}, start=project)
+    variables = "$NNODES $NODE_RANK $NPROC_PER_NODE $MASTER_ADDR $MASTER_PORT"
+    report = f'echo "{variables}" > "$TRAINING_CHECKPOINT_OUTPUT/node"'
+    job = lerobot_job(settings.state_dir, with_input=False).evolve(
+        command=("bash", "-c", report), nodes=2, processes_per_node=4, launches_processes=True
+    )
+    submit.submit(job, settings)
+    started = osmo.submits()[-1]["started_tasks"]
+    master = started[0]["environment"]["MASTER_ADDR"]
+    for rank in range(2):
+        root = ContainerRoot(tmp_path / f"node-{rank}", isaaclab=False)
+        run = start_task(osmo, root, rank)
+        assert run.returncode == 0, run.stderr
+        assert root.path("/osmo/data/output/checkpoints/node").read_text() == f"2 {rank} 4 {master} 29500\n"
