@@ -346,6 +346,9 @@ class FakeAzure:
             # The service resolves computeId in the workspace (reference/azureml.md: "azureml:NAME"
             # sent to the SDK becomes .../computes/azureml:NAME, which does not exist).
             return _json(400, {"error": {"code": "UserError", "message": f"Compute {compute} not found"}})
+        refused = _distribution_error(properties)
+        if refused:
+            return _json(400, {"error": {"code": "UserError", "message": refused}})
         for input_name, value in (properties.get("inputs") or {}).items():
             uri = str(value.get("uri") or "") if isinstance(value, dict) else ""
             asset = uri.removeprefix("azureml:")
@@ -557,6 +560,37 @@ class FakeAzure:
         data = self.blobs[key]
         size = {"Content-Length": str(len(data)), "x-ms-blob-type": "BlockBlob"}
         return 200, headers | size, b"" if method == "HEAD" else data
+
+
+DISTRIBUTION_TYPES = ("PyTorch", "TensorFlow", "Mpi", "Ray")
+"""``distributionType`` values: the REST ``DistributionType`` enum of the API version the SDK uses
+(``azure.ai.ml._restclient.arm_ml_service.models.DistributionType``, 2025-12-01: PyTorch, TensorFlow, Mpi)
+and Ray, which the SDK sends as a raw wire object (``entities._job.distribution.RayDistribution``)."""
+MAX_INT32 = 2**31 - 1
+
+
+def _distribution_error(properties: dict[str, Any]) -> str | None:
+    """Why the service refuses a job's ``distribution`` or ``resources.instanceCount``, or None.
+
+    Only what the REST models state is refused (an unknown type, a count that is not an int32);
+    the service's wording is not documented, so the messages are the fake's own.
+    """
+    distribution = properties.get("distribution")
+    if distribution is not None:
+        kind = distribution.get("distributionType") if isinstance(distribution, dict) else None
+        if kind not in DISTRIBUTION_TYPES:
+            return f"unknown distributionType {kind!r}; expected one of {', '.join(DISTRIBUTION_TYPES)}"
+        if kind in ("PyTorch", "Mpi") and not _int32(distribution.get("processCountPerInstance", 1)):
+            return "distribution.processCountPerInstance must be an integer (int32)"
+    instances = (properties.get("resources") or {}).get("instanceCount", 1)
+    if not _int32(instances):
+        return "resources.instanceCount must be an integer (int32)"
+    return None
+
+
+def _int32(value: Any) -> bool:
+    """An int32 of the REST schema (``processCountPerInstance``, ``instanceCount``); JSON null is unset."""
+    return value is None or (type(value) is int and -MAX_INT32 - 1 <= value <= MAX_INT32)
 
 
 def _failure(failure: Failure) -> Response:

@@ -63,7 +63,7 @@ def robotrain_add_options(options: OptionRegistry) -> None:
 
 @hookimpl
 def robotrain_register_platforms(register: Callable[[Platform], None]) -> None:
-    register(Platform(NAME, "Azure Machine Learning command jobs", passthrough=None))
+    register(Platform(NAME, "Azure Machine Learning command jobs", passthrough=None, distributed=True))
 
 
 @hookimpl

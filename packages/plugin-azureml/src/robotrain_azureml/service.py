@@ -155,7 +155,7 @@ def prepare(
 
 def command_node(azure_job: AzureJob) -> Command:
     """The SDK's command for ``azure_job`` (what ``jobs.create_or_update`` takes)."""
-    from azure.ai.ml import Input, Output, command
+    from azure.ai.ml import Input, Output, PyTorchDistribution, command
     from azure.ai.ml.entities import ManagedIdentityConfiguration
 
     inputs: dict[str, Any] = dict(azure_job.inputs)
@@ -164,6 +164,7 @@ def command_node(azure_job: AzureJob) -> Command:
     outputs = {spec.CHECKPOINTS: Output(type="uri_folder", mode="upload")}
     outputs |= {name: Output(type="uri_folder", path=uri, mode="upload")
                 for name, uri in azure_job.data_outputs.items()}  # fmt: skip
+    distributed = azure_job.distributed
     return command(
         name=azure_job.name,
         display_name=azure_job.display_name,
@@ -174,6 +175,10 @@ def command_node(azure_job: AzureJob) -> Command:
         environment_variables=dict(azure_job.environment_variables),
         compute=azure_job.compute,
         instance_type=azure_job.instance_type,
+        instance_count=azure_job.instance_count if distributed else None,
+        distribution=PyTorchDistribution(process_count_per_instance=azure_job.processes_per_instance)
+        if distributed
+        else None,
         inputs=inputs,
         outputs=outputs,
         identity=ManagedIdentityConfiguration(),

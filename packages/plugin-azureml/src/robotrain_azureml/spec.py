@@ -15,7 +15,15 @@ from pathlib import Path
 import yaml
 
 from robotrain.errors import UserError
-from robotrain.job import CHECKPOINT_OUTPUT, CHECKPOINT_OUTPUT_VARIABLE, JobSpec, Payload, input_variable
+from robotrain.job import (
+    CHECKPOINT_OUTPUT,
+    CHECKPOINT_OUTPUT_VARIABLE,
+    NODE_VARIABLES,
+    RANK_VARIABLES,
+    JobSpec,
+    Payload,
+    input_variable,
+)
 from robotrain.payload import unpack
 from robotrain.settings import Settings
 from robotrain.terraform import aks_compute_name
@@ -52,6 +60,18 @@ CLOUDS = {
 """Authority host (``azure.identity.AzureAuthorityHosts``, ``azure.ai.ml._azure_environments``) and Key
 Vault DNS suffix (learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates) per cloud."""
 DEFAULT_CLOUD = "AzureCloud"
+
+PYTORCH = "pytorch"
+"""The distribution type of a distributed job (``azure.ai.ml.constants.DistributionType.PYTORCH``)."""
+SET_BY_AZURE_ML = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
+"""What a PyTorch distribution sets: ``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE`` and ``NODE_RANK`` on
+each node, ``RANK`` and ``LOCAL_RANK`` per process (learn.microsoft.com/azure/machine-learning/
+how-to-train-distributed-gpu). ``LOCAL_WORLD_SIZE`` is not among them: robotrain sets it."""
+AZURE_ML_MASTER_PORT = 6105
+"""The ``MASTER_PORT`` Azure ML sets (how-to-train-distributed-gpu, SDK v1: per-node-launch)."""
+MAX_INT32 = 2**31 - 1
+"""``instanceCount`` and ``processCountPerInstance`` are int32 in the REST API (``JobResourceConfiguration``,
+``PyTorch`` in ``azure.ai.ml._restclient.arm_ml_service.models``)."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +246,22 @@ class AzureJob:
     timeout_seconds: int | None = None
     secrets: Mapping[str, str] = field(default_factory=dict)
     """Variable → Key Vault secret name, read at job start by the wrapper."""
+    instance_count: int = 1
+    """Machines (``resources.instance_count``): the job's nodes."""
+    processes_per_node: int = 1
+    """Training processes on each machine."""
+    launches_processes: bool = False
+    """Each machine runs one copy of the command, which starts that machine's processes itself."""
+
+    @property
+    def distributed(self) -> bool:
+        """More than one process: the job gets a PyTorch distribution."""
+        return self.instance_count * self.processes_per_node > 1
+
+    @property
+    def processes_per_instance(self) -> int:
+        """Copies of the command Azure ML starts on each machine (``process_count_per_instance``)."""
+        return 1 if self.launches_processes else self.processes_per_node
 
     @property
     def environment_ref(self) -> str:
@@ -250,6 +286,7 @@ def job_document(azure_job: AzureJob) -> dict[str, object]:
     outputs: dict[str, object] = {CHECKPOINTS: {"type": "uri_folder", "mode": "upload"}}
     outputs |= {name: {"type": "uri_folder", "mode": "upload", "path": uri}
                 for name, uri in azure_job.data_outputs.items()}  # fmt: skip
+    resources = {"instance_type": azure_job.instance_type, "properties": {}}
     document: dict[str, object] = {
         "type": "command",
         "name": azure_job.name,
@@ -259,7 +296,7 @@ def job_document(azure_job: AzureJob) -> dict[str, object]:
         "environment": azure_job.environment_ref,
         "environment_variables": dict(azure_job.environment_variables),
         "compute": f"azureml:{azure_job.compute}",
-        "resources": {"instance_type": azure_job.instance_type, "properties": {}},
+        "resources": resources,
         "identity": {"type": "managed_identity"},
         "inputs": inputs,
         "outputs": outputs,
@@ -271,6 +308,12 @@ def job_document(azure_job: AzureJob) -> dict[str, object]:
         document["code"] = str(azure_job.code)
     if azure_job.timeout_seconds is not None:
         document["limits"] = {"timeout": azure_job.timeout_seconds}
+    if azure_job.distributed:
+        document["resources"] = {**resources, "instance_count": azure_job.instance_count}
+        document["distribution"] = {
+            "type": PYTORCH,
+            "process_count_per_instance": azure_job.processes_per_instance,
+        }
     return document
 
 
@@ -281,7 +324,19 @@ def job_yaml(azure_job: AzureJob) -> str:
         vault = azure_job.environment_variables.get(KEY_VAULT_URL_VARIABLE, WORKSPACE_KEY_VAULT)
         read = ", ".join(f"{variable} <- {secret}" for variable, secret in azure_job.secrets.items())
         text = f"# secrets read at job start from Key Vault {vault}: {read}\n" + text
+    if azure_job.distributed:
+        text = f"# {distribution_summary(azure_job)}\n" + text
     return text
+
+
+def distribution_summary(azure_job: AzureJob) -> str:
+    """What a dry run says about a distributed job: machines, processes and who starts them."""
+    nodes, per_node = azure_job.instance_count, azure_job.processes_per_node
+    if not azure_job.launches_processes:
+        how = f"Azure ML starts {per_node} per node and sets {', '.join(SET_BY_AZURE_ML)}"
+    else:
+        how = f"the command starts each node's processes itself, given {', '.join(NODE_VARIABLES)}"
+    return f"distributed: {nodes} node(s) x {per_node} = {nodes * per_node} processes; {how}"
 
 
 def input_name(flag: str) -> str:
@@ -315,18 +370,65 @@ def translate_command(command: Sequence[str]) -> tuple[list[str], dict[str, str 
     return words, inputs
 
 
-def render_command(words: Sequence[str], data_inputs: Sequence[str] = (), wrapped: bool = False) -> str:
+def render_command(
+    words: Sequence[str],
+    data_inputs: Sequence[str] = (),
+    wrapped: bool = False,
+    defaults: Mapping[str, str] | None = None,
+) -> str:
     """A shell command line; ``${{...}}`` references are left unquoted for Azure ML to fill.
 
     Azure ML substitutes ``${{inputs.x}}``/``${{outputs.x}}`` in the command only, never in
     ``environment_variables``, so the paths the job needs are set as assignments in front of it.
     ``wrapped`` runs the command through the Key Vault wrapper, which sets the job's secrets first.
+    ``defaults``: variables given these values unless Azure ML has set them (``NAME=${NAME:-value}``).
     """
     assignments = [f"{CHECKPOINT_ENV}=${{{{outputs.{CHECKPOINTS}}}}}"]
     assignments += [f"{input_variable(name)}=${{{{inputs.{name}}}}}" for name in data_inputs]
+    assignments += [f"{name}=${{{name}:-{shlex.quote(value)}}}" for name, value in (defaults or {}).items()]
     rendered = [w if _REFERENCE.fullmatch(w.strip()) else shlex.quote(w) for w in words]
     launcher = ["${PYTHON:-python3}", KEY_VAULT_SCRIPT] if wrapped else []
     return " ".join([*assignments, *launcher, *rendered])
+
+
+def check_distribution(job: JobSpec) -> None:
+    """Nodes and processes per node are whole numbers from 1 to the REST API's int32 limit."""
+    for count, what in (
+        (job.nodes, "nodes (--nodes)"),
+        (job.processes_per_node, "processes per node (--gpus)"),
+    ):
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INT32:
+            raise UserError(
+                f"the job asks for {count!r} {what}; Azure ML takes a whole number from 1 to {MAX_INT32}"
+            )
+    if job.world_size > 1:
+        owned = sorted(set(job.environment) & {*RANK_VARIABLES, *NODE_VARIABLES})
+        if owned:
+            raise UserError(
+                f"the job's environment sets {', '.join(owned)}, which the platform sets for each process "
+                f"of a distributed job; remove it (--env)"
+            )
+
+
+def distribution_variables(job: JobSpec) -> dict[str, str]:
+    """What robotrain adds to Azure ML's own rendezvous variables (``SET_BY_AZURE_ML``).
+
+    Every process started by Azure ML gets ``LOCAL_WORLD_SIZE``; the one copy per node of a job that
+    starts its processes itself gets ``NNODES`` and ``NPROC_PER_NODE``.
+    """
+    if job.world_size == 1:
+        return {}
+    if job.launches_processes:
+        return {"NNODES": str(job.nodes), "NPROC_PER_NODE": str(job.processes_per_node)}
+    return {"LOCAL_WORLD_SIZE": str(job.processes_per_node)}
+
+
+def single_node_rendezvous(job: JobSpec) -> dict[str, str]:
+    """For one node whose command starts its processes itself: rendezvous on the node, unless Azure ML
+    set the variables (it documents them for a PyTorch distribution, not whether one instance gets them)."""
+    if job.world_size == 1 or not job.launches_processes or job.nodes > 1:
+        return {}
+    return {"NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(AZURE_ML_MASTER_PORT)}
 
 
 def check_references(command: str, inputs: Mapping[str, object], outputs: Mapping[str, object]) -> None:
@@ -426,9 +528,10 @@ def build(
         if name in inputs:
             raise UserError(f"job input {name!r} is both a command value and a data input; rename one")
     secrets = key_vault_secrets(job, settings)
-    command = render_command(words, list(data_inputs), wrapped=bool(secrets))
+    check_distribution(job)
+    command = render_command(words, list(data_inputs), bool(secrets), single_node_rendezvous(job))
     check_references(command, {**inputs, **data_inputs}, {CHECKPOINTS: "", **job.outputs})
-    environment = dict(job.environment)
+    environment = {**job.environment, **distribution_variables(job)}
     authority = authority or authority_host(cloud_from(settings))
     if authority and "AZURE_AUTHORITY_HOST" in environment:
         environment["AZURE_AUTHORITY_HOST"] = authority.rstrip("/")
@@ -456,6 +559,9 @@ def build(
         tags=dict(job.tags),
         timeout_seconds=job.timeout_seconds,
         secrets=secrets,
+        instance_count=job.nodes,
+        processes_per_node=job.processes_per_node,
+        launches_processes=job.launches_processes,
     )
     spec_hash = fingerprint(_fingerprinted(draft, job))
     name = pending_name(settings.state_dir, spec_hash) or new_job_name(prefix, spec_hash)
