@@ -200,3 +200,48 @@ def test_a_job_that_launches_its_processes_runs_once_per_node_with_node_variable
         }
         entry = next(f for f in task["files"] if f["path"] == ENTRY_SCRIPT)
         assert entry["contents"].rstrip().endswith('exec "$@"')
+
+
+MULTI_NODE_TEMPLATE = """\
+workflow:
+  name: train-multi-gpu
+  resources:
+    default:
+      gpu: {{ n_gpus_per_node }}
+  groups:
+  - name: training
+    tasks:
+    {% for item in range(n_nodes) %}
+    - name: {{ 'master' if item == 0 else 'worker_' ~ item }}
+      lead: {{ 'true' if item == 0 else 'false' }}
+      image: {{ image }}
+      command: [bash, -c]
+      args:
+      - torchrun --nnodes {{ n_nodes }} --nproc_per_node {{ n_gpus_per_node }} --node_rank {{ item }}
+        --master_addr {{host:master}} --master_port 29400 train.py --task {{ task }}
+    {% endfor %}
+"""
+
+
+def test_a_multi_node_template_gets_the_node_and_gpu_counts_as_numbers(osmo: FakeOsmo, project: Path) -> None:
+    """The template of OSMO's multi-node guide loops over ``range(n_nodes)``: the counts go by ``--set``,
+    which OSMO casts to int (``--set-string`` would make ``range('2')`` fail)."""
+    (project / "multi.yaml").write_text(MULTI_NODE_TEMPLATE)
+    args = ["train", "--platform", "osmo", "--workflow", "multi.yaml", "--nodes", "2", "--gpus", "4"]
+    result = osmo.run(args, cwd=project)
+    assert result.returncode == 0, result.stderr
+    call = osmo.submits()[-1]
+    assert call["argv"][-3:] == ["--set", "n_nodes=2", "n_gpus_per_node=4"]
+    tasks = call["rendered"]["workflow"]["groups"][0]["tasks"]
+    assert [(t["name"], t["lead"]) for t in tasks] == [("master", True), ("worker_1", False)]
+    assert "--nnodes 2 --nproc_per_node 4 --node_rank 1" in tasks[1]["args"][0]
+    assert call["rendered"]["workflow"]["resources"]["default"]["gpu"] == 4
+
+
+def test_a_template_that_would_ignore_the_node_count_is_refused(osmo: FakeOsmo, project: Path) -> None:
+    single = MULTI_NODE_TEMPLATE.replace("range(n_nodes)", "range(1)").replace("{{ n_nodes }}", "1")
+    (project / "single.yaml").write_text(single)
+    for extra in (["--dry-run"], []):
+        args = ["train", "--platform", "osmo", "--workflow", "single.yaml", "--nodes", "2", *extra]
+        assert_one_line_error(osmo.run(args, cwd=project), "single.yaml does not use n_nodes", "--nodes 2")
+    assert osmo.osmo_calls() == []

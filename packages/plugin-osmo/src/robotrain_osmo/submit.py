@@ -53,6 +53,8 @@ AZURE_VALUES = {
 ARCHIVE_VARIABLE = "encoded_archive"
 """The variable the scripts' ``train.yaml`` template takes the base64 archive in."""
 MIN_SECRET_LENGTH = 4
+NODES_VARIABLE, GPUS_VARIABLE = "n_nodes", "n_gpus_per_node"
+"""Template variables of a distributed job (docs/user_guide/how_to/training/multi_node.rst)."""
 SPEC_FILE = "<spec file>"
 
 
@@ -329,18 +331,40 @@ def _prepared_template(
     where = f"--workflow {config.workflow.name}"
     text = config.workflow.read_text(encoding="utf-8")
     values = template_values(job, config, settings)
-    if ARCHIVE_VARIABLE in templates.expected_variables(text, where):
+    expected = templates.expected_variables(text, where)
+    scale = distributed_values(job, expected, where)
+    if ARCHIVE_VARIABLE in expected:
         values[ARCHIVE_VARIABLE] = _archive_value(job, where)
     elif config.payload_mode == "inline":
         raise UserError(
             f"--payload inline with {where}: the template takes no {ARCHIVE_VARIABLE}; use --payload "
             f"dataset (the code goes as training_localpath) or drop --workflow to use the generated spec"
         )
-    rendered, spec = templates.render(text, values, where)
+    rendered, spec = templates.render(text, {**values, **scale}, where)
     _check_template_environment(spec, where)
     pairs = [f"{key}={value}" for key, value in values.items()]
     args = [*submit_arguments(str(config.workflow), config, settings), "--set-string", *pairs]
+    if scale:  # --set: OSMO casts to int (6.3.1 keeps only the last --set, so one holds both)
+        args += ["--set", *(f"{key}={value}" for key, value in scale.items())]
     return rendered, values, spec, args
+
+
+def distributed_values(job: JobSpec, expected: set[str], where: str) -> dict[str, int]:
+    """``n_nodes`` and ``n_gpus_per_node`` (the names of OSMO's multi-node example) for a distributed
+    job; a template that does not use the one it needs would silently train on one node or GPU."""
+    if job.world_size == 1:
+        return {}
+    scale = {NODES_VARIABLE: job.nodes, GPUS_VARIABLE: job.processes_per_node}
+    needed = [NODES_VARIABLE] if job.nodes > 1 else []
+    needed += [GPUS_VARIABLE] if job.processes_per_node > 1 else []
+    missing = [name for name in needed if name not in expected]
+    if missing:
+        raise UserError(
+            f"{where} does not use {' or '.join(missing)}, so it would ignore --nodes {job.nodes} "
+            f"--gpus {job.processes_per_node}; write it like OSMO's multi-node example (a group of "
+            f"n_nodes tasks running torchrun --nproc_per_node n_gpus_per_node) or drop --workflow"
+        )
+    return scale
 
 
 def _archive_value(job: JobSpec, where: str) -> str:

@@ -64,7 +64,7 @@ def expected_variables(text: str, where: str) -> set[str]:
         raise UserError(f"{where}: not a valid template: {error}") from None
 
 
-def render(text: str, values: dict[str, str], where: str) -> tuple[str, dict[str, Any]]:
+def render(text: str, values: dict[str, Any], where: str) -> tuple[str, dict[str, Any]]:
     """The rendered ``workflow`` section and its parsed form; one line for any mistake."""
     parts = sections(text, where)
     defaults = _defaults(parts.get("default-values"), where)
