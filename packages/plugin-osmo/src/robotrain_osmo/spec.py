@@ -16,12 +16,7 @@ from typing import Any
 import yaml
 
 from robotrain import JobSpec, Payload, UserError
-from robotrain.job import (
-    CHECKPOINT_OUTPUT,
-    CHECKPOINT_OUTPUT_VARIABLE,
-    NODE_VARIABLES,
-    input_variable,
-)
+from robotrain.job import CHECKPOINT_OUTPUT, CHECKPOINT_OUTPUT_VARIABLE, input_variable
 from robotrain_osmo.config import OsmoConfig, check_workflow_name
 
 TASK_NAME = "train"
@@ -207,15 +202,13 @@ def task_name(job: JobSpec, rank: int) -> str:
 def rendezvous(job: JobSpec, rank: int) -> dict[str, str]:
     """The ``NODE_VARIABLES`` of node ``rank``: the lead task is the rendezvous point."""
     master = f"{{{{host:{task_name(job, 0)}}}}}" if job.nodes > 1 else LOCAL_MASTER
-    values = {
+    return {
         "NNODES": str(job.nodes),
         "NODE_RANK": str(rank),
         "NPROC_PER_NODE": str(job.processes_per_node),
         "MASTER_ADDR": master,
         "MASTER_PORT": str(MASTER_PORT),
     }
-    assert tuple(values) == NODE_VARIABLES
-    return values
 
 
 def launcher_arguments(variables: dict[str, str]) -> list[str]:
@@ -255,18 +248,8 @@ def _task(job: JobSpec, config: OsmoConfig, layout: Layout, has_resources: bool,
         task["args"] = command
     else:
         task["command"] = command
-    inputs: list[dict[str, Any]] = []
-    if isinstance(layout.code, DatasetCode):
-        code = (
-            TaskInput.url(layout.code.reference)
-            if layout.code.is_url
-            else TaskInput.dataset(layout.code.reference)
-        )
-        environment[CODE_INPUT_ENV] = f"{{{{input:{len(inputs)}}}}}{code.folder_below}"
-        inputs.append(code.entry)
-    for name, task_input in layout.inputs.items():
-        environment[input_variable(name)] = f"{{{{input:{len(inputs)}}}}}{task_input.folder_below}"
-        inputs.append(task_input.entry)
+    inputs, folders = task_inputs(layout)
+    environment |= folders
     if inputs:
         task["inputs"] = inputs
     if rank == 0:  # the lead keeps what rank 0 writes; other nodes' output folders are not uploaded
@@ -279,6 +262,23 @@ def _task(job: JobSpec, config: OsmoConfig, layout: Layout, has_resources: bool,
     if files:
         task["files"] = files
     return task
+
+
+def task_inputs(layout: Layout) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The ``inputs:`` entries (the staged code first, then the job's inputs) and the variables naming
+    the folder each lands in."""
+    named: dict[str, TaskInput] = {}
+    if isinstance(layout.code, DatasetCode):
+        reference = layout.code.reference
+        named[CODE_INPUT_ENV] = (
+            TaskInput.url(reference) if layout.code.is_url else TaskInput.dataset(reference)
+        )
+    named |= {input_variable(name): task_input for name, task_input in layout.inputs.items()}
+    folders = {
+        variable: f"{{{{input:{index}}}}}{task_input.folder_below}"
+        for index, (variable, task_input) in enumerate(named.items())
+    }
+    return [task_input.entry for task_input in named.values()], folders
 
 
 def credentials(job: JobSpec) -> dict[str, dict[str, str]]:
