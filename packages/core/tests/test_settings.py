@@ -183,7 +183,7 @@ TERRAFORM_STAND_IN = """#!/usr/bin/env bash
 # `terraform output -json` the way terraform 1.x prints it (NAME: {sensitive, type, value}).
 { echo "--- call cwd=$(pwd)"; printf '%s\\n' "$@"; } >> "$TERRAFORM_CALLS"
 if [ -n "${TERRAFORM_FAIL:-}" ]; then
-  printf '\\n│ Error: %s\\n│\\n' "$TERRAFORM_FAIL" >&2
+  printf '╷\\n│ Error: %s\\n│\\n│ Reason: the backend configuration changed\\n╵\\n' "$TERRAFORM_FAIL" >&2
   exit 1
 fi
 cat "$TERRAFORM_ANSWER"

@@ -22,6 +22,7 @@ CONVENTIONAL_DIR = "deploy/001-iac"
 """Where the reference architecture keeps its Terraform, relative to the project root."""
 OUTPUT_COMMAND = ("terraform", "output", "-json")
 OUTPUT_TIMEOUT_SECONDS = 120.0
+BOX_CHARACTERS = "╷│╵"
 
 
 def load_outputs(
@@ -76,8 +77,7 @@ def _from_output_command(directory: Path, shown: str) -> TerraformOutputs | None
         _warn_unusable(command, shown, str(error))
         return None
     if result.returncode != 0:
-        reason = next((line.strip() for line in result.stderr.splitlines() if line.strip()), "no message")
-        _warn_unusable(command, shown, f"exit code {result.returncode}: {reason.lstrip('│ ')}")
+        _warn_unusable(command, shown, f"exit code {result.returncode}: {_first_message(result.stderr)}")
         return None
     try:
         entries = json.loads(result.stdout)
@@ -85,6 +85,12 @@ def _from_output_command(directory: Path, shown: str) -> TerraformOutputs | None
         _warn_unusable(command, shown, "its output is not JSON")
         return None
     return _outputs_from(entries, directory, f"`{command}` output", f"{command} in {shown}")
+
+
+def _first_message(stderr: str) -> str:
+    """The first line of terraform's diagnostics, without the box it draws around them (``╷ │ ╵``)."""
+    lines = (line.strip().strip(BOX_CHARACTERS).strip() for line in stderr.splitlines())
+    return next((line for line in lines if line), "no message")
 
 
 def _warn_unusable(command: str, shown: str, reason: str) -> None:
