@@ -245,3 +245,18 @@ def test_a_template_that_would_ignore_the_node_count_is_refused(osmo: FakeOsmo, 
         args = ["train", "--platform", "osmo", "--workflow", "single.yaml", "--nodes", "2", *extra]
         assert_one_line_error(osmo.run(args, cwd=project), "single.yaml does not use n_nodes", "--nodes 2")
     assert osmo.osmo_calls() == []
+
+
+def test_a_job_without_code_gets_a_launcher_script_of_its_own(project: Path) -> None:
+    settings = load_plugins().settings({"platform": "osmo", "osmo_client_version": "6.3"}, start=project)
+    job = lerobot_job(settings.state_dir, with_input=False).evolve(
+        payload=None, nodes=2, processes_per_node=2
+    )
+    spec = yaml.safe_load(render(job, settings))
+    assert_obeys_osmo_rules(spec)
+    for rank, task in enumerate(all_tasks(spec)):
+        assert task["command"] == ["bash", ENTRY_SCRIPT]
+        assert task["args"] == launcher(2, 2, rank, "{{host:train-0}}") + list(job.command)
+        (entry,) = task["files"]
+        assert "payload_root" not in entry["contents"]
+        assert entry["contents"].rstrip().endswith(LAUNCHER_LINE)
