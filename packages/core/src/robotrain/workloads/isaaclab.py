@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from robotrain.common_options import world_size
 from robotrain.errors import UserError
 from robotrain.hookspecs import hookimpl
 from robotrain.job import Checkpoint, CheckpointMode, Image, JobSpec, Resources
@@ -41,7 +42,7 @@ def robotrain_add_options(options: OptionRegistry) -> None:
     for option in (
         Option("task", "Isaac Lab task id", default="Isaac-Velocity-Rough-Anymal-C-v0", env="TASK",
                aliases=("t",)),
-        Option("num_envs", "parallel simulation environments", kind=int, default=2048,
+        Option("num_envs", "parallel simulation environments per training process", kind=int, default=2048,
                env="NUM_ENVS", minimum=1, aliases=("n",)),
         Option("max_iterations", "training iteration limit (default: the task's)", kind=int,
                env="MAX_ITERATIONS", minimum=1, aliases=("m",)),
@@ -97,7 +98,9 @@ def robotrain_build_job(workload: str, settings: Settings) -> JobSpec | None:
         "--checkpoint-uri", checkpoint.uri or "",
         "--checkpoint-mode", checkpoint.mode.value,
         "--register-checkpoint", checkpoint.register_as or "",
-    ) + (("--headless",) if settings["headless"] else ())  # fmt: skip
+    ) + (("--headless",) if settings["headless"] else ()) + (
+        ("--distributed",) if world_size(settings) > 1 else ()
+    )  # fmt: skip
     environment = {
         "TRAINING_BACKEND": settings["backend"],
         "PYTHON": settings.get("python") or IMAGE_PYTHON,
