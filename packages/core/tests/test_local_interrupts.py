@@ -157,7 +157,7 @@ def test_timeout_kills_the_job_and_records_it_failed(tmp_path: Path) -> None:
     fifo = tmp_path / "never-written"
     os.mkfifo(fifo)
     result = run_cli(["train", "--timeout", "1s", "--env", f"FIFO={fifo}"], cwd=project)
-    line = assert_one_line_error(result, "failed")
+    line = assert_one_line_error(result, "failed: timed out after 1s", "output.log")
     assert "waiting for a writer" in result.stdout
     assert "timed out after 1s" in result.stdout
     (record,) = job_records(project)

@@ -277,8 +277,9 @@ def _run_in_foreground(local: LocalJob, process: subprocess.Popen[bytes], settin
     submission = _submission(local, record)
     if record.get("state") != COMPLETED:
         record_submission(settings.state_dir, submission)
+        reason = f": {record['reason']}" if record.get("reason") else ""
         raise UserError(
-            f"local job {local.job_id} {record.get('state')} (exit code {record.get('exit_code')}); "
+            f"local job {local.job_id} {record.get('state')}{reason} (exit code {record.get('exit_code')}); "
             f"its log is {local.log}"
         )
     return submission
