@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from robotrain import Checkpoint, Image, JobSpec, Resources, SecretRef, Settings, UserError
+from robotrain.common_options import processes_per_node, world_size
 from robotrain.job import input_variable
 from robotrain.payload import pack
 from robotrain.settings import DEFAULT
@@ -30,11 +31,14 @@ ENVIRONMENT_VERSION = "1.1.0"
 """The Azure ML environment version of the default image (1.0.0 was the scripts' torch 2.4.1 image)."""
 HF_TOKEN = SecretRef("HF_TOKEN", "hf_token", "token")
 WANDB_API_KEY = SecretRef("WANDB_API_KEY", "wandb", "api_key")
+ACCELERATE = "accelerate"
+"""``LEROBOT_LAUNCHER`` of a job of several processes: each node's entry point runs ``accelerate launch``."""
 
 
 def build_job(settings: Settings) -> JobSpec:
     """Validate every option, then describe the job (nothing is packed before validation passes)."""
     request = request_from_settings(settings)
+    distributed = _check_processes(settings, request.lerobot)
     tracker, tracking_environment = _tracking(settings)
     job_python = _job_python(settings, request.lerobot)
     image = _image(settings, request.lerobot, job_python)
@@ -48,6 +52,8 @@ def build_job(settings: Settings) -> JobSpec:
     environment = _environment(settings, request, register_as, installs, tracker) | tracking_environment
     if job_python is not None:
         environment |= _local_environment(settings, request.lerobot, job_python)
+    if distributed:
+        environment["LEROBOT_LAUNCHER"] = ACCELERATE
     return JobSpec(
         workload=NAME,
         name=request.job_name,
@@ -61,6 +67,7 @@ def build_job(settings: Settings) -> JobSpec:
         inputs={DATASET_INPUT: str(settings["dataset_input"])} if request.data_source == STAGED else {},
         checkpoint=Checkpoint(register_as=register_as),
         timeout_seconds=12 * 3600,
+        launches_processes=distributed,
         tags={
             "framework": "lerobot",
             "lerobot_version": request.lerobot.version,
@@ -103,6 +110,24 @@ def request_from_settings(settings: Settings) -> TrainRequest:
     _check_tuning(request)
     _check_eval_freq(request)
     return request
+
+
+def _check_processes(settings: Settings, lerobot: LeRobotVersion) -> bool:
+    """Whether the job has several processes (``--nodes`` × ``--gpus``); refused where LeRobot cannot."""
+    if world_size(settings) == 1:
+        return False
+    shape = f"{settings.get('nodes', 1)} node(s) x {processes_per_node(settings)} GPU(s)"
+    if not lerobot.multi_gpu:
+        raise UserError(
+            f"LeRobot {lerobot.version} trains on one GPU only (multi-GPU training through accelerate "
+            f"came in 0.4), so it cannot run {shape}; use --lerobot-version 0.6.1, or --nodes 1 --gpus 1"
+        )
+    if settings.get("gpus") == 0:
+        raise UserError(
+            f"LeRobot trains on several processes with one GPU each (accelerate's multi-GPU launcher), so "
+            f"--gpus 0 cannot run on {settings['nodes']} nodes; use --nodes 1 for a CPU-only job, or --gpus N"
+        )
+    return True
 
 
 def _check_eval_freq(request: TrainRequest) -> None:

@@ -50,6 +50,8 @@ class LeRobotVersion:
     """Policy types the parser knows but ``lerobot-train`` cannot train from a dataset."""
     gated: frozenset[str] = frozenset()
     """Policy types whose model loads a gated Hub model (the PaliGemma tokenizer): they need HF_TOKEN."""
+    multi_gpu: bool = False
+    """``lerobot-train`` runs under ``accelerate launch`` on several GPUs and machines (LeRobot 0.4.0+)."""
 
     @property
     def policy_types(self) -> tuple[str, ...]:
@@ -146,6 +148,7 @@ LEROBOT_0_6 = LeRobotVersion(
     },
     untrainable=frozenset({"gaussian_actor"}),
     gated=frozenset({"pi0", "pi05", "pi0_fast"}),
+    multi_gpu=True,
 )
 
 SUPPORTED: Mapping[str, LeRobotVersion] = {v.version: v for v in (LEROBOT_0_3, LEROBOT_0_6)}

@@ -13,8 +13,13 @@
    FFmpeg is chosen (``--dataset.video_backend=pyav``), and one line says so.
 5. Run ``lerobot-train``; its loss, gradient norm, learning rate and validation loss go to
    the MLflow run as metrics. A failed training ends the run FAILED, SIGTERM ends it KILLED.
+   A job of several processes (``LEROBOT_LAUNCHER=accelerate``) runs this script once per
+   node, which starts its node's processes with ``accelerate launch`` from the platform's
+   node variables (``NNODES``, ``NODE_RANK``, ``NPROC_PER_NODE``, ``MASTER_ADDR``, ``MASTER_PORT``).
 6. Copy the newest checkpoint to ``TRAINING_CHECKPOINT_OUTPUT`` (also after a failure or
    SIGTERM), then register it as a new version of ``REGISTER_CHECKPOINT`` in MLflow.
+   Under accelerate only the main process (rank 0, on node 0) logs and saves checkpoints, so
+   only node 0 tracks to MLflow, copies and registers; the other nodes only train.
 
 Only the standard library is imported at start; secrets arrive as environment variables
 set by the platform and are never printed.
@@ -33,6 +38,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
@@ -57,6 +63,8 @@ except Exception as error:
 METRIC_NAMES = {"loss": "loss", "grdn": "grad_norm", "lr": "learning_rate"}
 """LeRobot's training log fields (``loss:0.512 grdn:8.1 lr:1.0e-05``) and the MLflow metric each becomes."""
 VALIDATION_LINE = re.compile(r"step (\d+): eval_loss=([0-9.eE+-]+)")
+NODE_VARIABLES = ("NNODES", "NODE_RANK", "NPROC_PER_NODE", "MASTER_ADDR", "MASTER_PORT")
+"""What the platform gives each node's copy of a job that starts its processes itself (robotrain.job)."""
 ARM = "https://management.azure.com"
 WORKSPACE_API = "2024-10-01"
 
@@ -264,6 +272,52 @@ def video_args(job: JobPython, args: Sequence[str]) -> list[str]:
 # --- 5. training ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Node:
+    """This machine's part of the job: the whole job, or one node of several under ``accelerate launch``."""
+
+    launcher: tuple[str, ...] = ()
+    """What starts ``lerobot-train`` (nothing for a job of one process)."""
+    rank: int = 0
+    processes: int = 1
+
+    @property
+    def main(self) -> bool:
+        """The node of LeRobot's main process (rank 0), the one that logs and saves checkpoints."""
+        return self.rank == 0
+
+
+def this_node(job: JobPython) -> Node:
+    """The platform's node variables, as ``accelerate launch`` arguments when the job has several processes.
+
+    ``--num_processes`` is accelerate's total over all machines (it gives each machine
+    ``num_processes // num_machines``); ``--mixed_precision=no`` and ``--dynamo_backend=no`` are
+    accelerate's defaults, given so that no accelerate config in the image changes them (LeRobot
+    picks the precision from the policy's dtype itself) and accelerate does not warn about defaults.
+    """
+    if os.environ.get("LEROBOT_LAUNCHER") != "accelerate":
+        return Node()
+    values = {name: os.environ.get(name, "") for name in NODE_VARIABLES}
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise JobError(
+            f"the platform did not set {', '.join(missing)}, which a job of several processes needs to "
+            f"start accelerate launch on each node"
+        )
+    try:
+        nodes, rank, per_node, _ = (int(values[n]) for n in NODE_VARIABLES if n != "MASTER_ADDR")
+    except ValueError:
+        shown = ", ".join(f"{n}={v}" for n, v in values.items() if n != "MASTER_ADDR")
+        raise JobError(f"the platform's node variables are not whole numbers: {shown}") from None
+    launcher = (
+        job.executable("accelerate"), "launch", "--multi_gpu", f"--num_machines={nodes}",
+        f"--machine_rank={rank}", f"--num_processes={nodes * per_node}",
+        f"--main_process_ip={values['MASTER_ADDR']}", f"--main_process_port={values['MASTER_PORT']}",
+        "--mixed_precision=no", "--dynamo_backend=no",
+    )  # fmt: skip
+    return Node(launcher, rank, nodes * per_node)
+
+
 def output_dir(args: Sequence[str]) -> Path:
     for arg in args:
         if arg.startswith("--output_dir="):
@@ -410,13 +464,25 @@ def keep_checkpoint(args: Sequence[str], mlflow: Any, code: int, terminated: boo
     return code
 
 
-def start_run() -> Any:
+def start_run(node: Node) -> Any:
     import mlflow
 
     if not os.environ.get("MLFLOW_RUN_ID"):  # Azure ML starts the job's run itself and names it here
         mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "lerobot-training"))
     mlflow.start_run()
+    if node.processes > 1:
+        mlflow.log_param("num_processes", node.processes)
     return mlflow
+
+
+def start_tracking(node: Node) -> Any:
+    """The MLflow module with the job's run started, on the main node when the job tracks to MLflow."""
+    if not uses_mlflow() or not node.main:
+        return None
+    if not tracking_uri():
+        log("MLFLOW_TRACKING_URI is not set: no MLflow run, nothing is registered")
+        return None
+    return start_run(node)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -427,16 +493,15 @@ def main(argv: Sequence[str]) -> int:
         )
         args = [*argv, *dataset_args(job)]
         args += video_args(job, args)
-        mlflow = None
-        if uses_mlflow():
-            if tracking_uri():
-                mlflow = start_run()
-            else:
-                log("MLFLOW_TRACKING_URI is not set: no MLflow run, nothing is registered")
+        node = this_node(job)
+        if not node.main:
+            log(f"node {node.rank} only trains: node 0, where LeRobot's main process logs and saves "
+                f"checkpoints, tracks to MLflow and keeps the checkpoint")  # fmt: skip
+        mlflow = start_tracking(node)
     except JobError as error:
         print(f"robotrain-lerobot: {error}", file=sys.stderr, flush=True)
         return 1
-    training = Training([job.executable("lerobot-train"), *args])
+    training = Training([*node.launcher, job.executable("lerobot-train"), *args])
     signal.signal(signal.SIGTERM, training.on_terminate)
     trained = code = 1
     try:
@@ -444,7 +509,7 @@ def main(argv: Sequence[str]) -> int:
             mlflow.log_params({"lerobot_version": os.environ.get("LEROBOT_VERSION", ""),
                                "command": " ".join(args)[:6000]})  # fmt: skip
         trained = train(training, mlflow, log_freq(args))
-        code = keep_checkpoint(args, mlflow, trained, training.terminated)
+        code = keep_checkpoint(args, mlflow, trained, training.terminated) if node.main else trained
     except (OSError, JobError) as error:
         print(f"robotrain-lerobot: {error}", file=sys.stderr, flush=True)
     finally:
