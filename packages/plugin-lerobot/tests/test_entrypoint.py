@@ -1,17 +1,19 @@
-"""The shipped entry point, run for real with a stand-in `lerobot-train` executable on PATH.
+"""The shipped entry point, run for real with stand-in `lerobot-train` and `accelerate` executables on PATH.
 
-The stand-in prints LeRobot's own log lines (``MetricsTracker.__str__``: ``step:5 ... loss:0.512
-grdn:8.100 lr:1.0e-05``; 0.6's ``step 10: eval_loss=0.4000``) and writes checkpoints where
-LeRobot does. MLflow is real (SQLite).
+The `lerobot-train` stand-in prints LeRobot's own log lines (``MetricsTracker.__str__``: ``step:5 ...
+loss:0.512 grdn:8.100 lr:1.0e-05``; 0.6's ``step 10: eval_loss=0.4000``) and writes checkpoints where
+LeRobot does, from the main process only as LeRobot 0.6 does under accelerate. MLflow is real (SQLite).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,9 @@ from robotrain_lerobot.job import ENTRY_FOLDER
 
 LEROBOT_TRAIN = """#!/usr/bin/env bash
 # Stand-in for LeRobot's lerobot-train: record the arguments, log and checkpoint like LeRobot does.
+# Under accelerate only the main process logs and saves checkpoints (LeRobot 0.6.1 lerobot_train.py,
+# is_main_process; docs/source/multi_gpu_training.mdx): another rank records its arguments, trains silently.
+if [ "${RANK:-0}" != 0 ]; then printf '%s\\n' "$@" > "$RECORD.rank$RANK"; exit 0; fi
 printf '%s\\n' "$@" > "$RECORD"
 for arg in "$@"; do case "$arg" in --output_dir=*) out="${arg#--output_dir=}";; esac; done
 checkpoint() {
@@ -42,6 +47,59 @@ echo "INFO step:10 smpl:80 ep:2 epch:1.00 loss:0.250 grdn:4.000 lr:1.0e-05 updt_
 checkpoint 000010
 """
 
+ACCELERATE = textwrap.dedent(f"""\
+    #!{sys.executable}
+    \"\"\"Stand-in for `accelerate launch` (accelerate 1.15, accelerate/commands/launch.py): the flags of its
+    parser used here, its checks, then this machine's processes as torch.distributed.run starts them.\"\"\"
+    import argparse, json, os, subprocess, sys
+
+    with open(os.environ["ACCELERATE_RECORD"], "w") as record:
+        json.dump(sys.argv[1:], record)
+    if sys.argv[1:2] != ["launch"]:
+        sys.exit(f"accelerate stand-in: only `launch` is known, not {{sys.argv[1:2]}}")
+    # launch_command_parser: add_help=False, allow_abbrev=False; the script and its arguments (REMAINDER) last
+    parser = argparse.ArgumentParser("accelerate launch", allow_abbrev=False)
+    parser.add_argument("--cpu", action="store_true")
+    parser.add_argument("--multi_gpu", action="store_true")
+    parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16", "fp8"])
+    parser.add_argument("--dynamo_backend")
+    parser.add_argument("--num_processes", type=int)
+    parser.add_argument("--num_machines", type=int)
+    parser.add_argument("--machine_rank", type=int)
+    parser.add_argument("--main_process_ip")
+    parser.add_argument("--main_process_port", type=int)
+    parser.add_argument("training_script")
+    parser.add_argument("training_script_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(sys.argv[2:])
+    # _validate_launch_command
+    if args.cpu and args.multi_gpu:
+        sys.exit("You can only use one of `--cpu`, `--multi_gpu`, ... at a time.")
+    if args.multi_gpu and args.num_processes is not None and args.num_processes < 2:
+        sys.exit("You need to use at least 2 processes to use `--multi_gpu`.")
+    # prepare_multi_gpu_env: several machines need this one's rank and the main machine's address;
+    # each runs num_processes // num_machines processes; ranks are numbered machine by machine (static
+    # rendezvous of torch.distributed.run)
+    machines = args.num_machines or 1
+    if machines > 1 and (args.machine_rank is None or args.main_process_ip is None):
+        sys.exit("accelerate stand-in: several machines need --machine_rank and --main_process_ip")
+    if not 0 <= (args.machine_rank or 0) < machines:
+        sys.exit(f"accelerate stand-in: --machine_rank {{args.machine_rank}} outside 0..{{machines - 1}}")
+    if not os.path.isfile(args.training_script):
+        sys.exit(f"accelerate stand-in: no training script {{args.training_script}}")
+    per_machine = args.num_processes // machines
+    # The real launcher runs the script with Python (lerobot-train is a Python console script); the
+    # lerobot-train stand-in is a bash script, so it runs as its own executable.
+    processes = [
+        subprocess.Popen([args.training_script, *args.training_script_args], env=os.environ | {{
+            "RANK": str((args.machine_rank or 0) * per_machine + local), "LOCAL_RANK": str(local),
+            "WORLD_SIZE": str(args.num_processes), "LOCAL_WORLD_SIZE": str(per_machine),
+            "MASTER_ADDR": args.main_process_ip or "127.0.0.1", "MASTER_PORT": str(args.main_process_port),
+        }})
+        for local in range(per_machine)
+    ]
+    sys.exit(max(process.wait() for process in processes))
+""")
+
 
 @pytest.fixture(scope="module")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -60,6 +118,8 @@ def job_env(tmp_path: Path, empty_store: Path) -> dict[str, str]:
     bin_dir.mkdir()
     (bin_dir / "lerobot-train").write_text(LEROBOT_TRAIN)
     (bin_dir / "lerobot-train").chmod(0o755)
+    (bin_dir / "accelerate").write_text(ACCELERATE)
+    (bin_dir / "accelerate").chmod(0o755)
     site = tmp_path / "site"
     (site / "lerobot-9.9.9.dist-info").mkdir(parents=True)
     (site / "lerobot-9.9.9.dist-info" / "METADATA").write_text(
@@ -73,6 +133,7 @@ def job_env(tmp_path: Path, empty_store: Path) -> dict[str, str]:
         "PYTHONPATH": str(site),
         "PYTHON": sys.executable,
         "RECORD": str(tmp_path / "args.txt"),
+        "ACCELERATE_RECORD": str(tmp_path / "accelerate.json"),
         "LEROBOT_VERSION": "9.9.9",
         "LEROBOT_INSTALL": "lerobot[pi0]==9.9.9",
         "LEROBOT_DATASET_SOURCE": "hub",
@@ -286,3 +347,82 @@ def test_local_installs_a_changed_set_into_its_environment_only(
     )
     assert not (tmp_path / "args.txt").exists()
     assert (venv / "robotrain-installed.txt").read_text().startswith("lerobot==9.9.8")
+
+
+def node_env(job_env: dict[str, str], rank: int) -> dict[str, str]:
+    """What a platform gives node ``rank`` of a 2-node x 4-GPU job that starts its processes itself."""
+    return job_env | {"LEROBOT_LAUNCHER": "accelerate", "NNODES": "2", "NODE_RANK": str(rank),
+                      "NPROC_PER_NODE": "4", "MASTER_ADDR": "10.0.0.4", "MASTER_PORT": "29500"}  # fmt: skip
+
+
+def accelerate_call(tmp_path: Path) -> list[str]:
+    recorded: list[str] = json.loads((tmp_path / "accelerate.json").read_text())
+    return recorded
+
+
+def launcher_args(rank: int) -> list[str]:
+    return ["launch", "--multi_gpu", "--num_machines=2", f"--machine_rank={rank}", "--num_processes=8",
+            "--main_process_ip=10.0.0.4", "--main_process_port=29500", "--mixed_precision=no",
+            "--dynamo_backend=no"]  # fmt: skip
+
+
+def test_the_main_node_launches_its_processes_tracks_and_keeps_the_checkpoint(
+    tmp_path: Path, job_env: dict[str, str]
+) -> None:
+    result = run_job(tmp_path, node_env(job_env, 0), *ARGS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lerobot_train = str(tmp_path / "bin" / "lerobot-train")
+    assert accelerate_call(tmp_path) == [*launcher_args(0), lerobot_train, *ARGS]
+    for rank in (1, 2, 3):
+        assert (tmp_path / f"args.txt.rank{rank}").read_text().split() == list(ARGS)
+    run = only_run(job_env)
+    assert run.info.status == "FINISHED"  # type: ignore[attr-defined]
+    assert run.data.params["num_processes"] == "8"  # type: ignore[attr-defined]
+    assert run.data.metrics["loss"] == pytest.approx(0.25)  # type: ignore[attr-defined]
+    [version] = mlflow_client(job_env).search_model_versions("name='act-pusht'")  # type: ignore[attr-defined]
+    assert version.run_id == run.info.run_id  # type: ignore[attr-defined]
+    assert '"step": "000010"' in (tmp_path / "outputs" / "pretrained_model" / "config.json").read_text()
+
+
+def test_another_node_only_trains(tmp_path: Path, job_env: dict[str, str]) -> None:
+    """Node 1 holds ranks 4-7: no run, no copy, no registration (LeRobot saved nothing there)."""
+    result = run_job(tmp_path, node_env(job_env, 1), *ARGS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert accelerate_call(tmp_path) == [*launcher_args(1), str(tmp_path / "bin" / "lerobot-train"), *ARGS]
+    assert sorted(p.name for p in tmp_path.glob("args.txt*")) == [f"args.txt.rank{r}" for r in (4, 5, 6, 7)]
+    assert "node 1 only trains" in result.stdout
+    client = mlflow_client(job_env)
+    assert client.search_experiments(filter_string="name = 'lerobot-test'") == []  # type: ignore[attr-defined]
+    assert client.search_model_versions("name='act-pusht'") == []  # type: ignore[attr-defined]
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_failed_launch_on_another_node_is_its_exit_code(tmp_path: Path, job_env: dict[str, str]) -> None:
+    result = run_job(tmp_path, node_env(job_env, 1) | {"NPROC_PER_NODE": "0"}, *ARGS)
+    assert result.returncode == 1, "accelerate's own exit code"
+    assert "You need to use at least 2 processes to use `--multi_gpu`." in result.stdout
+    assert "wrote no checkpoint" not in result.stdout, "another node looks for no checkpoint"
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("missing", ["NNODES", "MASTER_ADDR"])
+def test_node_variables_missing_is_one_line(tmp_path: Path, job_env: dict[str, str], missing: str) -> None:
+    env = node_env(job_env, 0)
+    del env[missing]
+    result = run_job(tmp_path, env, *ARGS)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"robotrain-lerobot: the platform did not set {missing}, which a job of several processes needs "
+        f"to start accelerate launch on each node"
+    ]
+    assert not (tmp_path / "accelerate.json").exists()
+    assert mlflow_client(job_env).search_experiments(filter_string="name = 'lerobot-test'") == []  # type: ignore[attr-defined]
+
+
+def test_one_process_runs_lerobot_train_itself(tmp_path: Path, job_env: dict[str, str]) -> None:
+    """Node variables a platform sets anyway do not start accelerate unless the job launches its processes."""
+    env = {k: v for k, v in node_env(job_env, 0).items() if k != "LEROBOT_LAUNCHER"}
+    result = run_job(tmp_path, env | {"LEROBOT_TRACKING": "none"}, *ARGS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (tmp_path / "accelerate.json").exists()
+    assert (tmp_path / "args.txt").read_text().split()[: len(ARGS)] == list(ARGS)

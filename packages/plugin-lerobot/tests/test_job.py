@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 
 from robotrain import UserError
+from robotrain.common_options import apply_common_options
 from robotrain.job import input_variable
+from robotrain.plugins import load_plugins
 from robotrain.testing import heavy_imports_of, run_cli
 from robotrain_lerobot.installs import InstallSet, every_install_set
+from robotrain_lerobot.job import build_job
 
 DATASET = "lerobot/aloha_sim_insertion_human"
 DryRun = Callable[..., dict[str, Any]]
@@ -292,6 +295,32 @@ def test_policies_get_their_extras(
 ) -> None:
     job = job_for("osmo", lerobot_version=version, policy_type=policy, image="my/image", tracking="none")
     assert job["environment"]["LEROBOT_INSTALL"] == install
+
+
+def distributed_job(project: Path, **options: Any) -> dict[str, Any]:
+    """The job as ``train`` hands it to the platform: built by the workload, then --nodes/--gpus applied."""
+    values = {"workload": "lerobot", "platform": "osmo", "dataset_repo_id": DATASET, "tracking": "none",
+              "lerobot_version": "0.6.1", "image": "huggingface/lerobot-gpu"} | options  # fmt: skip
+    settings = load_plugins().settings(values, start=project)
+    return apply_common_options(build_job(settings), settings).to_dict()
+
+
+def test_several_gpus_on_lerobot_06_launch_their_own_processes(project: Path) -> None:
+    job = distributed_job(project, nodes=2, gpus=4)
+    assert (job["nodes"], job["processes_per_node"], job["launches_processes"]) == (2, 4, True)
+    assert job["resources"]["gpu"] == 4
+    assert job["environment"]["LEROBOT_LAUNCHER"] == "accelerate"
+    assert job["environment"]["LEROBOT_INSTALL"] == "lerobot[training]==0.6.1", (
+        "the extra bringing accelerate"
+    )
+    assert train_args(job) == train_args(distributed_job(project)), "lerobot-train's arguments do not change"
+
+
+@pytest.mark.parametrize("shape", [{}, {"nodes": 1, "gpus": 1}, {"gpus": 0}])
+def test_one_process_runs_lerobot_train_directly(project: Path, shape: dict[str, int]) -> None:
+    job = distributed_job(project, **shape)
+    assert not job["launches_processes"]
+    assert "LEROBOT_LAUNCHER" not in job["environment"]
 
 
 def test_gated_policies_get_the_hub_token(project: Path, dry_run: DryRun) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,21 @@ def parse(args: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def test_the_installed_lerobot_is_a_supported_pin() -> None:
     assert sorted(PreTrainedConfig.get_known_choices()) == sorted(INSTALLED.policy_types)
+
+
+def test_multi_gpu_only_where_lerobot_train_runs_under_accelerate() -> None:
+    """0.6: lerobot-train builds an ``Accelerator`` and the job's ``training`` extra installs accelerate;
+    0.3: lerobot-train uses one torch device, so the plugin refuses several processes."""
+    script = "lerobot.scripts.lerobot_train" if INSTALLED.multi_gpu else "lerobot.scripts.train"
+    spec = importlib.util.find_spec(script)
+    assert spec is not None and spec.origin is not None
+    source = Path(spec.origin).read_text(encoding="utf-8")
+    assert ("from accelerate import Accelerator" in source) == INSTALLED.multi_gpu
+    requires = metadata.requires("lerobot") or []
+    brings_accelerate = {r.split(";")[1].strip() for r in requires if r.startswith("lerobot[accelerate-dep]")}
+    if INSTALLED.multi_gpu:
+        assert any(r.startswith("accelerate") and '"accelerate-dep"' in r for r in requires)
+        assert {f'extra == "{extra}"' for extra in INSTALLED.base_extras} <= brings_accelerate
 
 
 @pytest.mark.parametrize("policy_type", INSTALLED.trainable_policy_types)
