@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from robotrain.job import CHECKPOINT_OUTPUT_VARIABLE, input_variable
+from robotrain.job import CHECKPOINT_OUTPUT_VARIABLE, NODE_VARIABLES, input_variable
 from robotrain.testing import assert_one_line_error, run_cli
 
 LEROBOT = ["--workload", "lerobot", "--dataset-repo-id", "lerobot/aloha_sim_insertion_human"]
@@ -122,3 +123,76 @@ def test_osmo_mlflow_to_the_workspace(project: Path) -> None:
     assert task["environment"]["LEROBOT_MLFLOW_FROM_WORKSPACE"] == "true"
     assert task["environment"]["AZUREML_WORKSPACE_NAME"] == "mlw-robotics"
     assert "azureml-mlflow==1.62.0.post6" in task["environment"]["LEROBOT_INSTALL"]
+
+
+DISTRIBUTED = [
+    "--lerobot-version",
+    "0.6.1",
+    "--image",
+    "huggingface/lerobot-gpu",
+    "--nodes",
+    "2",
+    "--gpus",
+    "4",
+]
+OSMO_RULES = (
+    Path(__file__).parents[1] / "packages" / "plugin-osmo" / "tests" / "fakeosmo" / "osmo_spec_rules.py"
+)
+
+
+def osmo_spec_problems(spec: dict[str, Any]) -> list[str]:
+    """What the OSMO stand-in's rules (copied from NVIDIA/OSMO, cited there) find wrong with a spec."""
+    loaded = importlib.util.spec_from_file_location("osmo_spec_rules", OSMO_RULES)
+    assert loaded is not None and loaded.loader is not None
+    rules = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(rules)
+    problems: list[str] = rules.spec_problems(spec)
+    return problems
+
+
+def test_osmo_several_gpus_start_accelerate_on_each_node(project: Path) -> None:
+    """One task per node, each running the entry point once with its node variables; the lead keeps."""
+    spec: dict[str, Any] = yaml.safe_load(dry_run(project, "--platform", "osmo", *DISTRIBUTED))
+    assert osmo_spec_problems(spec) == []
+    workflow = spec["workflow"]
+    assert workflow["resources"]["default"]["gpu"] == 4
+    (group,) = workflow["groups"]
+    lead, other = group["tasks"]
+    assert (lead["lead"], other["lead"]) == (True, False)
+    for rank, task in enumerate(group["tasks"]):
+        assert task["args"][:2] == ["bash", "training/train_lerobot.sh"], "no torch.distributed.run around it"
+        assert "--policy.type=act" in lerobot_args(task["args"])
+        assert {name: task["environment"][name] for name in NODE_VARIABLES} == {
+            "NNODES": "2", "NODE_RANK": str(rank), "NPROC_PER_NODE": "4",
+            "MASTER_ADDR": f"{{{{host:{lead['name']}}}}}", "MASTER_PORT": task["environment"]["MASTER_PORT"],
+        }  # fmt: skip
+        assert task["environment"]["LEROBOT_LAUNCHER"] == "accelerate"
+        assert task["environment"]["LEROBOT_INSTALL"].startswith("lerobot[training]==0.6.1")
+    assert lead["outputs"] and "outputs" not in other, "LeRobot's main process, on the lead, saves"
+
+
+def test_azureml_several_gpus_are_instances_of_one_launcher_each(project: Path) -> None:
+    from azure.ai.ml import PyTorchDistribution, load_job
+
+    text = dry_run(project, "--platform", "azureml", *AZURE, *DISTRIBUTED)
+    document = yaml.safe_load(text)
+    assert document["environment_variables"]["LEROBOT_LAUNCHER"] == "accelerate"
+    assert {k: document["environment_variables"][k] for k in ("NNODES", "NPROC_PER_NODE")} == {
+        "NNODES": "2", "NPROC_PER_NODE": "4"
+    }  # fmt: skip
+    job_file = project / "job.yaml"
+    job_file.write_text(text)
+    job = load_job(job_file)
+    assert job.resources.instance_count == 2
+    assert isinstance(job.distribution, PyTorchDistribution)
+    assert job.distribution.process_count_per_instance == 1, "accelerate launch starts each node's 4"
+    assert "bash training/train_lerobot.sh --dataset.repo_id=" in job.command
+
+
+@pytest.mark.parametrize("platform", ["osmo", "azureml"])
+def test_lerobot_03_on_several_gpus_is_refused_everywhere(project: Path, platform: str) -> None:
+    context = AZURE if platform == "azureml" else ["--tracking", "none"]
+    result = plain_dry_run(project, "--platform", platform, *context, "--nodes", "2", "--gpus", "4")
+    assert result.returncode == 2
+    line = assert_one_line_error(result)
+    assert "LeRobot 0.3.3 trains on one GPU only" in line and "--lerobot-version 0.6.1" in line
