@@ -26,7 +26,8 @@ def robotrain_add_options(options: OptionRegistry) -> None:
                default="outputs/train"),
         Option("training_steps", "training steps", kind=int, default=100_000, env="TRAINING_STEPS",
                minimum=1),
-        Option("batch_size", "batch size", kind=int, default=32, minimum=1),
+        Option("batch_size", "batch size of each training process (with --nodes/--gpus the effective "
+               "batch is this x nodes x GPUs)", kind=int, default=32, minimum=1),
         Option("learning_rate", "learning rate (default: the policy preset's, e.g. ACT 1e-5; the old "
                "submit scripts passed 1e-4: give --learning-rate 1e-4 for the same training)", kind=float),
         Option("lr_warmup_steps", "learning-rate warm-up steps (default: the policy preset's)",
