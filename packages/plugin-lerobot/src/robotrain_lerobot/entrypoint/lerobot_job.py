@@ -491,9 +491,9 @@ def main(argv: Sequence[str]) -> int:
         job.prepare(
             os.environ.get("LEROBOT_INSTALL", "").split(), os.environ.get("LEROBOT_CONSTRAINTS", "").split()
         )
+        node = this_node(job)
         args = [*argv, *dataset_args(job)]
         args += video_args(job, args)
-        node = this_node(job)
         if not node.main:
             log(f"node {node.rank} only trains: node 0, where LeRobot's main process logs and saves "
                 f"checkpoints, tracks to MLflow and keeps the checkpoint")  # fmt: skip
