@@ -426,3 +426,13 @@ def test_one_process_runs_lerobot_train_itself(tmp_path: Path, job_env: dict[str
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (tmp_path / "accelerate.json").exists()
     assert (tmp_path / "args.txt").read_text().split()[: len(ARGS)] == list(ARGS)
+
+
+def test_node_variables_that_are_no_numbers_are_one_line(tmp_path: Path, job_env: dict[str, str]) -> None:
+    result = run_job(tmp_path, node_env(job_env, 0) | {"MASTER_PORT": "{{port}}"}, *ARGS)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "robotrain-lerobot: the platform's node variables are not whole numbers: "
+        "NNODES=2, NODE_RANK=0, NPROC_PER_NODE=4, MASTER_PORT={{port}}"
+    ]
+    assert not (tmp_path / "accelerate.json").exists()

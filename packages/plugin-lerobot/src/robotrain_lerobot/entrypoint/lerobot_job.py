@@ -304,11 +304,11 @@ def this_node(job: JobPython) -> Node:
             f"the platform did not set {', '.join(missing)}, which a job of several processes needs to "
             f"start accelerate launch on each node"
         )
-    try:
-        nodes, rank, per_node, _ = (int(values[n]) for n in NODE_VARIABLES if n != "MASTER_ADDR")
-    except ValueError:
-        shown = ", ".join(f"{n}={v}" for n, v in values.items() if n != "MASTER_ADDR")
-        raise JobError(f"the platform's node variables are not whole numbers: {shown}") from None
+    numbers = {name: value for name, value in values.items() if name != "MASTER_ADDR"}
+    if not all(value.isdigit() for value in numbers.values()):
+        shown = ", ".join(f"{name}={value}" for name, value in numbers.items())
+        raise JobError(f"the platform's node variables are not whole numbers: {shown}")
+    nodes, rank, per_node = (int(numbers[name]) for name in ("NNODES", "NODE_RANK", "NPROC_PER_NODE"))
     launcher = (
         job.executable("accelerate"), "launch", "--multi_gpu", f"--num_machines={nodes}",
         f"--machine_rank={rank}", f"--num_processes={nodes * per_node}",
