@@ -73,7 +73,29 @@ def robotrain_add_options(options: OptionRegistry) -> None:
 
 @hookimpl
 def robotrain_register_platforms(register: Callable[[Platform], None]) -> None:
-    register(Platform(NAME, "this machine: a subprocess, tracked in MLflow on a local SQLite store"))
+    register(
+        Platform(
+            NAME,
+            "this machine: a subprocess (--gpus N: N processes on this machine's CPUs, "
+            "not GPUs), tracked in MLflow on a local SQLite store",
+            distributed=True,
+        )
+    )
+
+
+def _check_processes(job: JobSpec) -> None:
+    """One machine, and at most one process per CPU of it."""
+    if job.nodes != 1:
+        raise UserError(
+            f"--nodes {job.nodes}: the local platform runs on this machine only; use --nodes 1 "
+            f"(--gpus N starts N processes here) or a platform with several machines"
+        )
+    limit = local_jobs.max_processes()
+    if job.processes_per_node > limit:
+        raise UserError(
+            f"--gpus {job.processes_per_node}: the local platform starts at most {limit} processes "
+            f"(one per CPU of this machine); use --gpus {limit} or fewer"
+        )
 
 
 def _input_environment(job: JobSpec, state_dir: Path) -> dict[str, str]:
@@ -113,8 +135,10 @@ def robotrain_render_job(platform: str, job: JobSpec, settings: Settings) -> str
     import yaml
 
     _check_names(job)
+    _check_processes(job)
     local = LocalJob(jobs_dir(settings.state_dir) / "<job-id>")
     checkpoint = local.checkpoint_input if job.checkpoint.uri else None
+    environment = _platform_environment(job, settings.state_dir, local)
     spec = {
         "platform": NAME,
         "job": job.name,
@@ -122,7 +146,8 @@ def robotrain_render_job(platform: str, job: JobSpec, settings: Settings) -> str
         "payload": None if job.payload is None else {"archive": str(job.payload.archive),
                                                      "sha256": job.payload.sha256},
         "command": shlex.join(_with_local_checkpoint(job.command, job.checkpoint.uri, checkpoint)),
-        "environment": _platform_environment(job, settings.state_dir, local),
+        "environment": environment,
+        "processes": _processes(job, _process_environment(environment)),
         "secrets": {ref.env: f"from your environment (${ref.env})" for ref in job.secrets},
         "tracking": {
             "uri": local_tracking.tracking_uri(settings.state_dir),
@@ -136,6 +161,17 @@ def robotrain_render_job(platform: str, job: JobSpec, settings: Settings) -> str
         "detach": bool(settings.get("detach", False)),
     }  # fmt: skip
     return yaml.safe_dump(spec, sort_keys=False, width=10**6)
+
+
+def _processes(job: JobSpec, environment: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The copies of the command the job starts, each with the variables it adds and its log prefix."""
+    variables = local_jobs.process_variables(
+        job.world_size, job.launches_processes, "<a free loopback port, chosen at start>", environment
+    )
+    return [
+        {"log_prefix": local_jobs.log_prefix(rank), "environment": copy}
+        for rank, copy in enumerate(variables)
+    ]
 
 
 def _check_names(job: JobSpec) -> None:
@@ -152,6 +188,7 @@ def robotrain_submit(platform: str, job: JobSpec, settings: Settings) -> Submiss
         return None
     local_tracking.require_mlflow()
     _check_names(job)
+    _check_processes(job)
     local = LocalJob(jobs_dir(settings.state_dir) / local_jobs.new_job_id())
     if job.checkpoint.uri and job.checkpoint.mode.needs_checkpoint:
         local_tracking.check_checkpoint(settings.state_dir, settings.project_root, job.checkpoint.uri)
@@ -203,7 +240,8 @@ def _prepare(job: JobSpec, settings: Settings, local: LocalJob) -> dict[str, str
         checkpoint={"uri": job.checkpoint.uri, "mode": job.checkpoint.mode.value,
                     "local_path": None if checkpoint is None else str(checkpoint)},
         environment=environment, secrets=[ref.env for ref in job.secrets],
-        timeout_seconds=job.timeout_seconds,
+        timeout_seconds=job.timeout_seconds, processes=job.world_size,
+        launches_processes=job.launches_processes,
     )  # fmt: skip
     return environment | _secret_values(job)
 

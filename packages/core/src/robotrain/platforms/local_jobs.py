@@ -22,8 +22,9 @@ import json
 import os
 import secrets
 import signal
+import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 from filelock import FileLock
 
 from robotrain.errors import UserError
+from robotrain.job import NODE_VARIABLES, RANK_VARIABLES
 
 STARTING, RUNNING, COMPLETED, FAILED, CANCELED = "starting", "running", "completed", "failed", "canceled"
 FINISHED = frozenset({COMPLETED, FAILED, CANCELED})
@@ -42,6 +44,8 @@ STARTING_GRACE_SECONDS = 120.0
 TEST_SIGNAL_VARIABLE = "ROBOTRAIN_TEST_SIGNAL_AT"
 """Test-only: ``STEP:SIGNAL`` (e.g. ``store-built:SIGINT``) makes robotrain signal itself at that step."""
 _LOCKS: dict[Path, FileLock] = {}
+LOOPBACK = "127.0.0.1"
+"""``MASTER_ADDR`` of a distributed local job: its processes meet on this machine's loopback."""
 
 
 def test_hook(step: str) -> None:
@@ -68,6 +72,46 @@ def format_duration(seconds: float) -> str:
             parts.append(f"{rest // size}{unit}")
             rest %= size
     return "".join(parts) or "0s"
+
+
+def max_processes() -> int:
+    """The most processes a local job may start: one per CPU this process may use, at least 2."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return max(len(usable), 2)
+
+
+def free_port() -> int:
+    """A loopback port free right now (the system picks it), for the processes' rendezvous."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+def process_variables(
+    processes: int, launches_processes: bool, port: str, environment: Mapping[str, str]
+) -> list[dict[str, str]]:
+    """What each copy of the command gets on top of ``environment`` (the job's, with yours).
+
+    ``RANK_VARIABLES`` per process, and ``OMP_NUM_THREADS=1`` unless set (as ``torch.distributed.run``
+    does, so the processes do not each take every core); or one copy with ``NODE_VARIABLES`` when the
+    command launches its processes itself; or one copy with nothing added for a one-process job.
+    """
+    if processes <= 1:
+        return [{}]
+    if launches_processes:
+        return [dict(zip(NODE_VARIABLES, ("1", "0", str(processes), LOOPBACK, port), strict=True))]
+    threads = {} if "OMP_NUM_THREADS" in environment else {"OMP_NUM_THREADS": "1"}
+    size = str(processes)
+    return [
+        dict(zip(RANK_VARIABLES, (str(rank), str(rank), size, size, "0", LOOPBACK, port), strict=True))
+        | threads
+        for rank in range(processes)
+    ]
+
+
+def log_prefix(rank: int) -> str:
+    """What starts each log line of a process: nothing for rank 0 (or a single copy), ``[rank N] `` else."""
+    return f"[rank {rank}] " if rank else ""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,11 @@
 
 It records its pid in job.json, runs the job's command from the workspace in a
 process group of its own (its output goes where the supervisor's goes: the
-job's log), and records how it ended. SIGTERM (``invoke cancel``, Ctrl-C on a
+job's log), and records how it ended. A distributed job's copies of the command
+(one per process, each with its rank variables, or one launcher with the node
+variables) all run in that group: the job completes when every copy completed
+and fails as soon as one fails, the others then stopped. Lines of ranks above 0
+reach the log prefixed ``[rank N] ``. SIGTERM (``invoke cancel``, Ctrl-C on a
 foreground run) is passed on to the command's group and the job recorded as
 canceled. A job with ``timeout_seconds`` is stopped after that long and
 recorded as failed ("timed out after ..."). A watcher process forked before
@@ -18,20 +22,27 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import IO, Any
 
 from robotrain.platforms.local_jobs import (
     CANCEL_GRACE_SECONDS,
     CANCELED,
     COMPLETED,
     FAILED,
+    LOOPBACK,
+    POLL_SECONDS,
     RUNNING,
     STARTING,
     LocalJob,
     format_duration,
+    free_port,
+    log_prefix,
     process_start,
+    process_variables,
     signal_group,
     test_hook,
 )
@@ -72,15 +83,18 @@ class Supervisor:
     def __init__(self, job: LocalJob) -> None:
         self.job = job
         self.canceled = False
-        self.child: subprocess.Popen[bytes] | None = None
+        self.group: int | None = None
+        """The process group of the command's copies: the first copy's pid."""
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.relays: list[threading.Thread] = []
 
     def on_terminate(self, signum: int, frame: FrameType | None) -> None:
         self.canceled = True
-        self._stop_child(signal.SIGTERM)
+        self._signal(signal.SIGTERM)
 
-    def _stop_child(self, signum: signal.Signals) -> None:
-        if self.child is not None:
-            signal_group(self.child.pid, signum)
+    def _signal(self, signum: signal.Signals) -> None:
+        if self.group is not None:
+            signal_group(self.group, signum)
 
     def run(self) -> int:
         with self.job.locked():
@@ -95,51 +109,131 @@ class Supervisor:
         test_hook("supervisor-recorded")
         command = [str(item) for item in record["command"]]
         timeout = record.get("timeout_seconds")
+        copies = self._copies(record)
         watcher = start_watcher()
         try:
-            return self._run(command, timeout if isinstance(timeout, int | float) else None, watcher)
+            return self._run(command, copies, timeout if isinstance(timeout, int | float) else None, watcher)
         finally:
             with contextlib.suppress(OSError):
                 os.write(watcher, DONE)
 
-    def _run(self, command: list[str], timeout: float | None, watcher: int) -> int:
+    def _copies(self, record: dict[str, Any]) -> list[dict[str, str]]:
+        """Each copy's variables, with a loopback port free now for a job of several processes."""
+        processes = int(record.get("processes", 1))
+        if processes <= 1:
+            return [{}]
+        port = free_port()
+        self.job.write(master_port=port)
+        return process_variables(processes, bool(record.get("launches_processes")), str(port), os.environ)
+
+    def _run(
+        self, command: list[str], copies: list[dict[str, str]], timeout: float | None, watcher: int
+    ) -> int:
         if self.canceled:
             return self._finish(CANCELED, None)
         print(f"robotrain: local job {self.job.job_id}: {shlex.join(command)}", flush=True)
+        if len(copies) > 1:
+            print(f"robotrain: {len(copies)} processes (RANK 0-{len(copies) - 1}) on this machine, "
+                  f"meeting at {LOOPBACK}:{copies[0]['MASTER_PORT']}", flush=True)  # fmt: skip
+        elif copies[0]:
+            print(f"robotrain: one launcher for {copies[0]['NPROC_PER_NODE']} processes, "
+                  f"meeting at {LOOPBACK}:{copies[0]['MASTER_PORT']}", flush=True)  # fmt: skip
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            self.child = subprocess.Popen(command, cwd=self.job.workspace, process_group=0)
+            for rank, variables in enumerate(copies):
+                if not self.canceled:
+                    self._start(command, rank, variables, watcher)
         except OSError as error:
             print(f"robotrain: cannot start the job: {error}", flush=True)
+            self._stop_all()
+            self._end()
             return self._finish(FAILED, None, reason=str(error))
-        os.write(watcher, f"{self.child.pid}\n".encode())
-        self.job.write(group=self.child.pid)
-        if self.canceled:  # SIGTERM arrived while the command was being started
-            self._stop_child(signal.SIGTERM)
-        try:
-            code = self.child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return self._time_out(timeout or 0)
-        self._stop_child(signal.SIGKILL)  # whatever the command left running in its group
-        return self._finish(CANCELED if self.canceled else COMPLETED if code == 0 else FAILED, code)
+        if self.canceled:  # SIGTERM arrived while the processes were being started
+            self._signal(signal.SIGTERM)
+        return self._wait(deadline, timeout)
+
+    def _start(self, command: list[str], rank: int, variables: dict[str, str], watcher: int) -> None:
+        """Start one copy in the job's group; the output of ranks > 0 reaches the log prefixed."""
+        relayed = bool(log_prefix(rank))
+        process = subprocess.Popen(
+            command, cwd=self.job.workspace, env=os.environ | variables if variables else None,
+            process_group=self.group or 0, stdout=subprocess.PIPE if relayed else None,
+            stderr=subprocess.STDOUT if relayed else None,
+        )  # fmt: skip
+        self.processes.append(process)
+        if self.group is None:
+            self.group = process.pid
+            os.write(watcher, f"{self.group}\n".encode())
+            self.job.write(group=self.group)
+        if relayed:
+            assert process.stdout is not None
+            relay = threading.Thread(target=relay_lines, args=(process.stdout, log_prefix(rank)), daemon=True)
+            relay.start()
+            self.relays.append(relay)
+
+    def _wait(self, deadline: float | None, timeout: float | None) -> int:
+        """Until every process completed, one failed (the others are then stopped) or time is up."""
+        while True:
+            codes = [process.poll() for process in self.processes]
+            failed = next(((rank, code) for rank, code in enumerate(codes) if code not in (None, 0)), None)
+            if failed is not None or None not in codes:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                return self._time_out(timeout or 0)
+            time.sleep(POLL_SECONDS)
+        others_running = None in codes
+        if others_running:
+            self._stop_all()
+        self._end()
+        if self.canceled:
+            return self._finish(CANCELED, failed[1] if failed else 0)
+        if failed is None:
+            return self._finish(COMPLETED, 0)
+        rank, code = failed
+        reason = None
+        if len(self.processes) > 1:
+            reason = f"rank {rank} exited with code {code}" + ("; the other processes were stopped"
+                                                               if others_running else "")  # fmt: skip
+        return self._finish(FAILED, code, reason=reason)
+
+    def _stop_all(self) -> None:
+        """SIGTERM the job's group; SIGKILL it when processes remain after the grace period."""
+        self._signal(signal.SIGTERM)
+        grace = time.monotonic() + CANCEL_GRACE_SECONDS
+        while any(process.poll() is None for process in self.processes) and time.monotonic() < grace:
+            time.sleep(POLL_SECONDS)
+
+    def _end(self) -> None:
+        """Kill whatever the command left running in its group; reap every copy; relay the last lines."""
+        self._signal(signal.SIGKILL)
+        for process in self.processes:
+            process.wait()
+        for relay in self.relays:
+            relay.join(timeout=CANCEL_GRACE_SECONDS)
 
     def _time_out(self, timeout: float) -> int:
-        assert self.child is not None
         reason = f"timed out after {format_duration(timeout)}"
         print(f"robotrain: local job {self.job.job_id} {reason}; stopping it", flush=True)
-        self._stop_child(signal.SIGTERM)
-        try:
-            self.child.wait(timeout=CANCEL_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            self._stop_child(signal.SIGKILL)
-        code = self.child.wait()
-        self._stop_child(signal.SIGKILL)
-        return self._finish(FAILED, code, reason=reason)
+        self._stop_all()
+        self._end()
+        codes = [process.returncode for process in self.processes]
+        return self._finish(FAILED, next((code for code in codes if code != 0), 0), reason=reason)
 
     def _finish(self, state: str, code: int | None, reason: str | None = None) -> int:
         print(f"robotrain: local job {self.job.job_id} {state} (exit code {code})", flush=True)
         changes = {"state": state, "exit_code": code, "ended": time.time()}
         self.job.write(**changes, **({"reason": reason} if reason else {}))
         return 0 if state == COMPLETED else 1
+
+
+def relay_lines(stream: IO[bytes], prefix: str) -> None:
+    """Copy a process's output to the log, ``prefix`` before each line, one write per line
+    (the log is opened for appending, so lines of different processes never mix)."""
+    with stream:
+        for line in stream:
+            data = prefix.encode() + (line if line.endswith(b"\n") else line + b"\n")
+            while data:
+                data = data[os.write(sys.stdout.fileno(), data) :]
 
 
 def main(argv: list[str]) -> int:
