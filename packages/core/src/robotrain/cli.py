@@ -254,6 +254,8 @@ def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any
             f"{submission.platform} job {submission.job_id}"
             + (f"  {submission.url}" if submission.url else "")
         )
+        if submission.details.get("checkpoints"):
+            print(f"checkpoints are kept in {submission.details['checkpoints']}")
 
 
 @user_errors

@@ -195,7 +195,11 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class Submission:
-    """What a platform reports after accepting a job."""
+    """What a platform reports after accepting a job.
+
+    ``details`` is the platform's own; ``details["checkpoints"]``, when set, says where the
+    job's checkpoint output is kept, and ``train`` prints it.
+    """
 
     platform: str
     job_id: str

@@ -177,7 +177,6 @@ def submit(job: JobSpec, settings: Settings) -> Submission:
     result = runner.run_json(submit_arguments(str(path), config, settings))
     submission = submission_from(result, path)
     location = layout.checkpoint_location.replace(WORKFLOW_ID_TOKEN, submission.job_id)
-    print(f"robotrain: checkpoints of {submission.job_id} are kept in {location}", file=sys.stderr)
     return replace(submission, details={**submission.details, "checkpoints": location})
 
 
