@@ -288,7 +288,7 @@ def submit(job: JobSpec, settings: Settings) -> Submission | None:
     checkpoints = spec.job_output_uri(created, spec.CHECKPOINTS)
     submission = Submission(PLATFORM, created, url, {"environment": azure_job.environment_ref,
                                                      "checkpoints": checkpoints})  # fmt: skip
-    print(f"job name: {created}\nstudio: {url}\ncheckpoints: {checkpoints}")
+    print(f"job name: {created}\nstudio: {url}")  # core prints details["checkpoints"]
     if settings.get("stream"):
         record_submission(settings.state_dir, submission)  # in history even if the stream fails
         _stream(ml, created)
