@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shutil
@@ -19,7 +18,7 @@ from robotrain.errors import UserError
 from robotrain.job import NODE_VARIABLES, RANK_VARIABLES, JobSpec
 from robotrain.plugins import load_plugins
 from robotrain.testing import assert_one_line_error, make_isaaclab_project
-from robotrain_azureml import service, spec
+from robotrain_azureml import service
 
 DISTRIBUTED = ("--nodes", "2", "--gpus", "4")
 WS = (
@@ -235,26 +234,3 @@ def test_each_node_of_a_job_that_starts_its_processes_has_the_node_variables(
         for node in range(nodes)
     ]  # fmt: skip
     assert [{name: copy[name] for name in NODE_VARIABLES} for copy in seen] == expected
-
-
-def test_sdk_dump_matches_for_distributed_jobs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import io
-
-    from test_dry_run import ISAACLAB
-
-    monkeypatch.setenv("AZUREML_CURRENT_CLOUD", "AzureCloud")
-    (tmp_path / "code").mkdir()
-    for launches in (False, True):
-        azure_job = dataclasses.replace(
-            ISAACLAB,
-            code=tmp_path / "code",
-            instance_count=2,
-            processes_per_node=4,
-            launches_processes=launches,
-        )
-        stream = io.StringIO()
-        service.command_node(azure_job)._to_job().dump(stream)
-        assert yaml.safe_load(spec.job_yaml(azure_job)) == yaml.safe_load(stream.getvalue())
-        assert yaml.safe_load(stream.getvalue())["distribution"]["process_count_per_instance"] == (
-            1 if launches else 4
-        )

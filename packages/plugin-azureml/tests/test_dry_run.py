@@ -54,7 +54,15 @@ WITH_DATA = AzureJob(
 )
 
 
-@pytest.mark.parametrize("azure_job", [ISAACLAB, WITH_DATA], ids=["isaaclab", "data-inputs"])
+ISAACLAB_2_NODES_X_4 = dataclasses.replace(ISAACLAB, instance_count=2, processes_per_node=4)
+STARTS_ITS_PROCESSES = dataclasses.replace(ISAACLAB_2_NODES_X_4, launches_processes=True)
+
+
+@pytest.mark.parametrize(
+    "azure_job",
+    [ISAACLAB, WITH_DATA, ISAACLAB_2_NODES_X_4, STARTS_ITS_PROCESSES],
+    ids=["isaaclab", "data-inputs", "distributed", "starts-its-processes"],
+)
 def test_job_yaml_is_what_the_sdk_dumps(
     azure_job: AzureJob, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
