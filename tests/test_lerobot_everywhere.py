@@ -195,4 +195,4 @@ def test_lerobot_03_on_several_gpus_is_refused_everywhere(project: Path, platfor
     result = plain_dry_run(project, "--platform", platform, *context, "--nodes", "2", "--gpus", "4")
     assert result.returncode == 2
     line = assert_one_line_error(result)
-    assert "LeRobot 0.3.3 trains on one GPU only" in line and "--lerobot-version 0.6.1" in line
+    assert "LeRobot 0.3.3 trains in one process only" in line and "--lerobot-version 0.6.1" in line

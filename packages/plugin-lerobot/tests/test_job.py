@@ -316,6 +316,13 @@ def test_several_gpus_on_lerobot_06_launch_their_own_processes(project: Path) ->
     assert train_args(job) == train_args(distributed_job(project)), "lerobot-train's arguments do not change"
 
 
+def test_cpu_only_nodes_launch_their_own_processes_too(project: Path) -> None:
+    """Without a GPU LeRobot picks the CPU and accelerate's processes train together over gloo."""
+    job = distributed_job(project, nodes=2, gpus=0)
+    assert (job["nodes"], job["processes_per_node"], job["launches_processes"]) == (2, 1, True)
+    assert job["resources"]["gpu"] == 0
+
+
 @pytest.mark.parametrize("shape", [{}, {"nodes": 1, "gpus": 1}, {"gpus": 0}])
 def test_one_process_runs_lerobot_train_directly(project: Path, shape: dict[str, int]) -> None:
     job = distributed_job(project, **shape)

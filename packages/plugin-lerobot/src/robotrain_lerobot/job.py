@@ -116,16 +116,11 @@ def _check_processes(settings: Settings, lerobot: LeRobotVersion) -> bool:
     """Whether the job has several processes (``--nodes`` × ``--gpus``); refused where LeRobot cannot."""
     if world_size(settings) == 1:
         return False
-    shape = f"{settings.get('nodes', 1)} node(s) x {processes_per_node(settings)} GPU(s)"
     if not lerobot.multi_gpu:
+        shape = f"{settings.get('nodes', 1)} node(s) x {processes_per_node(settings)} process(es)"
         raise UserError(
-            f"LeRobot {lerobot.version} trains on one GPU only (multi-GPU training through accelerate "
+            f"LeRobot {lerobot.version} trains in one process only (multi-GPU training through accelerate "
             f"came in 0.4), so it cannot run {shape}; use --lerobot-version 0.6.1, or --nodes 1 --gpus 1"
-        )
-    if settings.get("gpus") == 0:
-        raise UserError(
-            f"LeRobot trains on several processes with one GPU each (accelerate's multi-GPU launcher), so "
-            f"--gpus 0 cannot run on {settings['nodes']} nodes; use --nodes 1 for a CPU-only job, or --gpus N"
         )
     return True
 
