@@ -56,9 +56,8 @@ def add_options(options: OptionRegistry) -> None:
         Option("priority", "OSMO scheduling priority: HIGH, NORMAL or LOW", env="OSMO_PRIORITY"),
         Option("label", "workflow label KEY=VALUE (repeat the flag; at most 16; needs the OSMO 6.4 "
                "CLI; values are Kubernetes label values: no /, at most 63 characters)", kind=list),
-        Option("gpu", "GPUs of each task's resource request, one training process in all (default: "
-               "the workload's); prefer core's --gpus, which also starts one process per GPU",
-               kind=int, minimum=0, env="OSMO_GPU"),
+        Option("osmo_gpu", "GPUs of each task's resource request when --gpus is not given, with one "
+               "training process (the scripts' OSMO_GPU)", kind=int, minimum=0, env="OSMO_GPU"),
         Option("cpu", "CPUs for the task (default: the workload's)", kind=int, minimum=1, env="OSMO_CPU"),
         Option("memory", f"memory for the task: {size_help} (default: the workload's)", env="OSMO_MEMORY"),
         Option("storage", f"local storage for the task: {size_help} (default: the workload's)",
@@ -200,16 +199,11 @@ def check_size(value: str, flag: str) -> str:
 
 
 def check_resources(settings: Settings, defaults: Resources) -> Resources:
-    gpu, gpus = settings.get("gpu"), settings.get("gpus")
-    if gpu is not None and gpus is not None and int(gpu) != int(gpus):
-        raise UserError(
-            f"--gpu {gpu} and --gpus {gpus} disagree: --gpus sets the GPUs (and training processes) "
-            f"per node; give only --gpus"
-        )
+    """The task's request: --gpus (core's, also the processes) wins over OSMO_GPU (the request alone)."""
     memory = settings.get("memory") or defaults.memory
     storage = settings.get("storage") or defaults.storage
     return Resources(
-        gpu=settings.get("gpu", defaults.gpu),
+        gpu=defaults.gpu if settings.get("gpus") is not None else settings.get("osmo_gpu", defaults.gpu),
         cpu=settings.get("cpu", defaults.cpu),
         memory=None if memory is None else check_size(memory, "--memory"),
         storage=None if storage is None else check_size(storage, "--storage"),
