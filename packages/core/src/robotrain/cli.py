@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from inspect import Signature
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -21,15 +21,21 @@ from invoke.parser.argument import Argument
 from invoke.program import Program
 from invoke.tasks import Task
 
-from robotrain import __version__
-from robotrain.common_options import apply_common_options, check_distributed, check_passthrough
 from robotrain.errors import UserError
-from robotrain.history import find_platform, record_submission
-from robotrain.options import Option
-from robotrain.plugins import Plugins, load_plugins
-from robotrain.settings import Settings
+
+if TYPE_CHECKING:
+    from robotrain.options import Option
+    from robotrain.plugins import Plugins
+    from robotrain.settings import Settings
 
 OUTPUTS = ("text", "json")
+
+
+def load_plugins() -> Plugins:
+    """The plugins, imported only when a command runs: listing and help are built from the option cache."""
+    from robotrain.plugins import load_plugins as load
+
+    return load()
 
 
 class PluginOptionsTask(Task[Callable[..., Any]]):
@@ -217,6 +223,9 @@ def _no_result(what: str, platform: str) -> UserError:
 @user_errors
 def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any) -> None:
     """Build a training job and submit it (or, with --dry-run, print the platform's job spec)."""
+    from robotrain.common_options import apply_common_options, check_distributed, check_passthrough
+    from robotrain.history import record_submission
+
     _check_output(output)
     plugins = load_plugins()
     settings = _settings(plugins, values, c)
@@ -305,6 +314,8 @@ def register_model(c: Context, source: str, name: str = "", output: str = "text"
 
 def _job_platform(plugins: Plugins, settings: Settings, job_id: str) -> str:
     if not settings.given_on_command_line("platform"):
+        from robotrain.history import find_platform
+
         recorded = find_platform(settings.state_dir, job_id)
         if recorded:
             settings = plugins.settings({"platform": recorded})
@@ -397,8 +408,10 @@ def config(c: Context, output: str = "text", **values: Any) -> None:
 
 def build_namespace() -> Collection:
     """The task namespace, with each plugin's options attached to the commands they serve."""
+    from robotrain.option_cache import parser_options
+
     try:
-        registry = load_plugins().options
+        registry = parser_options()
     except UserError as error:
         print(f"robotrain: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -426,6 +439,8 @@ def build_namespace() -> Collection:
 
 def main() -> None:
     """The ``robotrain`` console script: the same namespace as ``invoke``."""
+    from robotrain import __version__
+
     program = Program(namespace=build_namespace(), name="robotrain", binary="robotrain", version=__version__)
     try:
         program.run()

@@ -10,11 +10,10 @@ themselves; only the parser is built from the cache.
 
 from __future__ import annotations
 
-import hashlib
+import binascii
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ FIELDS = ("name", "help", "env", "choices", "negation", "aliases")
 
 def cache_file() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    key = hashlib.sha256(f"{sys.executable}\0{sys.version}\0{os.pathsep.join(_import_path())}".encode())
-    return base / "robotrain" / f"options-{key.hexdigest()[:16]}.json"
+    key = binascii.crc32(f"{sys.executable}\0{sys.version}\0{os.pathsep.join(_import_path())}".encode())
+    return base / "robotrain" / f"options-{key:08x}.json"
 
 
 def _import_path() -> list[str]:
@@ -81,6 +80,8 @@ def store_options(registry: OptionRegistry, warnings: list[str], modules: Iterab
         "options": [_entry(option) for option in registry],
         "warnings": warnings,
     }
+    import tempfile
+
     target = cache_file()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
