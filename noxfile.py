@@ -93,9 +93,11 @@ def types(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Packing and staging against `zip -qr` and their own first run (a minute: not in the default run)."""
+    """Packing, staging, start-up and OSMO submit against their references (minutes: not in the default run)."""
     _install(session, "core")
     session.run("python", "benchmarks/payload.py", *session.posargs)
+    _install(session, "plugin-osmo")
+    session.run("python", "benchmarks/startup.py", *session.posargs)
 
 
 @nox.session(default=False, name="lerobot-installs")
