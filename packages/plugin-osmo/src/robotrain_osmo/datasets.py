@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from robotrain import DatasetRef, UserError
-from robotrain.payload import iter_files
+from robotrain.payload import checked_files, tree_sha256
+from robotrain.payload_secrets import AllowedSecret
 from robotrain_osmo import runner
 from robotrain_osmo.config import DATASET_PART
 from robotrain_osmo.spec import TaskInput
@@ -73,14 +73,6 @@ def target_for(name: str, bucket: str, url: str | None, uses_url: bool) -> Targe
     return Target(name, bucket, url, uses_url)
 
 
-def content_hash(files: Iterable[tuple[str, Path]]) -> str:
-    """A hash of relative paths and file contents: the same tree always gives the same value."""
-    digest = hashlib.sha256()
-    for relative, path in files:
-        digest.update(f"{relative}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
-    return digest.hexdigest()
-
-
 def known_version(state_dir: Path, target: Target, digest: str) -> DatasetRef | None:
     """The last staged version of ``target`` when it has exactly this content."""
     entry = _load_state(state_dir).get(target.key)
@@ -89,12 +81,20 @@ def known_version(state_dir: Path, target: Target, digest: str) -> DatasetRef | 
     return DatasetRef(PLATFORM, entry["name"], entry["version"], entry["uri"], uploaded=False)
 
 
-def stage(source: Path, target: Target, state_dir: Path, digest: str | None = None) -> DatasetRef:
-    """Upload the files of ``source`` (filtered like the payload) unless this content was staged last."""
-    files = list(iter_files(source))
+def stage(
+    source: Path,
+    target: Target,
+    state_dir: Path,
+    digest: str | None = None,
+    allow: Sequence[AllowedSecret] = (),
+) -> DatasetRef:
+    """Upload the files of ``source`` (filtered and checked for secrets like the payload) unless this
+    content was staged last."""
+    entries = checked_files({"": source}, f"stage {source}", allow, state_dir / "cache")
+    files = [(entry.name, entry.path) for entry in entries]
     if not files:
         raise UserError(f"nothing to stage in {source}: every file is ignored or the folder is empty")
-    digest = digest or content_hash(files)
+    digest = digest or tree_sha256(entries)
     known = known_version(state_dir, target, digest)
     if known is not None:
         return known

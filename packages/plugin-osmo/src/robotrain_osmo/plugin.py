@@ -17,6 +17,7 @@ from robotrain import (
     UserError,
     hookimpl,
 )
+from robotrain.payload_secrets import allowed_secrets
 from robotrain_osmo import config, datasets, submit
 from robotrain_osmo import follow as workflows
 
@@ -59,7 +60,7 @@ def robotrain_stage_dataset(platform: str, source: Path, name: str, settings: Se
     url = config.check_dataset_url(settings.get("dataset_url"))
     uses_url = datasets.client_version() >= datasets.FIRST_URL_VERSION
     target = datasets.target_for(dataset_name, bucket, url, uses_url)
-    return datasets.stage(source, target, settings.state_dir)
+    return datasets.stage(source, target, settings.state_dir, allow=allowed_secrets(settings.config))
 
 
 @hookimpl

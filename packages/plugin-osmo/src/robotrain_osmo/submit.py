@@ -19,6 +19,7 @@ from typing import Any
 
 from robotrain import JobSpec, Payload, Settings, Submission, UserError
 from robotrain.payload import unpack
+from robotrain.payload_secrets import allowed_secrets
 from robotrain_osmo import datasets, runner
 from robotrain_osmo.config import OsmoConfig, check_labels_supported, load_config
 from robotrain_osmo.spec import (
@@ -230,7 +231,9 @@ def stage_code(
     uses_url = version >= datasets.FIRST_URL_VERSION
     target = datasets.target_for(config.dataset_name, config.dataset_bucket, config.dataset_url, uses_url)
     source = unpacked_code(payload, settings.state_dir)
-    staged = datasets.stage(source, target, settings.state_dir, digest=payload.sha256)
+    staged = datasets.stage(
+        source, target, settings.state_dir, digest=payload.sha256, allow=allowed_secrets(settings.config)
+    )
     print(
         f"robotrain: code dataset {staged.uri} ({'uploaded' if staged.uploaded else 'unchanged'})",
         file=sys.stderr,
