@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,38 +30,49 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "cartpole"
 MODEL = "cartpole-v1"
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR",
                   "MASTER_PORT")  # fmt: skip
-PID_FILE = 'echo $$ > "$PIDS/$RANK"\n'
-FAIL_ON_RANK_1 = f"""#!/usr/bin/env bash
-{PID_FILE}if [ "$RANK" = 1 ]; then
-  while [ ! -s "$PIDS/0" ]; do sleep 0.05; done
-  echo "rank 1 fails"
-  exit 3
-fi
-exec sleep 600
+SCRIPT = """#!/usr/bin/env bash
+echo $$ > "$PIDS/$RANK"
+case "$BEHAVIOUR" in
+  fail-on-rank-1)
+    if [ "$RANK" = 1 ]; then
+      while [ ! -s "$PIDS/0" ]; do sleep 0.05; done
+      echo "rank 1 fails"
+      exit 3
+    fi
+    exec sleep 600 ;;
+  rank-1-outlives-rank-0)
+    echo "rank $RANK of $WORLD_SIZE at $MASTER_ADDR:$MASTER_PORT, local rank $LOCAL_RANK of $LOCAL_WORLD_SIZE"
+    if [ "$RANK" = 1 ]; then
+      while [ ! -s "$PIDS/0" ]; do sleep 0.05; done
+      while kill -0 "$(cat "$PIDS/0")" 2>/dev/null; do sleep 0.05; done
+      echo "finished after rank 0"
+    fi ;;
+  tick)
+    while true; do echo "tick"; sleep 0.05; done ;;
+esac
 """
-RANK_1_OUTLIVES_RANK_0 = f"""#!/usr/bin/env bash
-{PID_FILE}echo "rank $RANK of $WORLD_SIZE at $MASTER_ADDR:$MASTER_PORT, \
-local rank $LOCAL_RANK of $LOCAL_WORLD_SIZE"
-if [ "$RANK" = 1 ]; then
-  while [ ! -s "$PIDS/0" ]; do sleep 0.05; done
-  while kill -0 "$(cat "$PIDS/0")" 2>/dev/null; do sleep 0.05; done
-  echo "finished after rank 0"
-fi
-"""
-TICKING = f"""#!/usr/bin/env bash
-{PID_FILE}while true; do echo "tick"; sleep 0.05; done
-"""
+JOB_ID = re.compile(r"\blocal-\d{8}-\d{6}-[0-9a-f]{4}\b")
 
 
-def project_with(root: Path, script: str) -> Path:
-    make_project(root, 'experiment-name = "distributed"\n')
-    (root / "src" / "training" / "scripts" / "train.sh").write_text(script)
-    (root / "pids").mkdir()
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One project (one MLflow store) for the tests here; train.sh does what ``BEHAVIOUR`` names."""
+    root = make_project(
+        tmp_path_factory.mktemp("distributed") / "project", 'experiment-name = "distributed"\n'
+    )
+    (root / "src" / "training" / "scripts" / "train.sh").write_text(SCRIPT)
     return root
 
 
-def train(project: Path, *args: str) -> Any:
-    return run_cli(["train", "--gpus", "2", "--env", f"PIDS={project / 'pids'}", *args], cwd=project)
+def train(
+    project: Path, pids: Path, behaviour: str, *args: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``train --gpus 2`` whose processes write their pids into ``pids``; the result and the job's id."""
+    variables = ["--env", f"PIDS={pids}", "--env", f"BEHAVIOUR={behaviour}"]
+    result = run_cli(["train", "--gpus", "2", *variables, *args], cwd=project)
+    found = JOB_ID.search(result.stdout + result.stderr)
+    assert found, result.stderr + result.stdout
+    return result, found.group()
 
 
 def record(project: Path, job_id: str) -> dict[str, Any]:
@@ -112,8 +127,8 @@ def _holds(condition: Callable[[], bool]) -> bool:
         return False
 
 
-def rank_pids(project: Path) -> list[int]:
-    return [int((project / "pids" / str(rank)).read_text()) for rank in range(2)]
+def rank_pids(pids: Path) -> list[int]:
+    return [int((pids / str(rank)).read_text()) for rank in range(2)]
 
 
 def weights_sha256(weights: Path) -> str:
@@ -159,28 +174,22 @@ def test_the_example_trains_on_two_processes_and_rank_0_alone_tracks(tmp_path: P
 
 
 @pytest.mark.slow
-def test_one_failing_process_fails_the_job_and_stops_the_others(tmp_path: Path) -> None:
-    project = project_with(tmp_path / "project", FAIL_ON_RANK_1)
-    result = train(project, "--timeout", "120")
+def test_one_failing_process_fails_the_job_and_stops_the_others(project: Path, tmp_path: Path) -> None:
+    result, job_id = train(project, tmp_path, "fail-on-rank-1", "--timeout", "120")
     stopped = "failed: rank 1 exited with code 3; the other processes were stopped"
-    line = assert_one_line_error(result, stopped, "(exit code 3)", "output.log")
-    assert "timed out" not in line
+    assert_one_line_error(result, job_id, stopped, "(exit code 3)", "output.log")
     assert "[rank 1] rank 1 fails" in result.stdout
-    (job_id,) = job_ids(project)
     assert status(project, job_id) == "failed"
-    assert not any(alive(pid) for pid in rank_pids(project))
+    assert not any(alive(pid) for pid in rank_pids(tmp_path))
     assert not group_members(record(project, job_id)["group"])
 
 
 @pytest.mark.slow
-def test_the_job_completes_when_every_process_completed(tmp_path: Path) -> None:
-    project = project_with(tmp_path / "project", RANK_1_OUTLIVES_RANK_0)
-    result = train(project)
+def test_the_job_completes_when_every_process_completed(project: Path, tmp_path: Path) -> None:
+    result, job_id = train(project, tmp_path, "rank-1-outlives-rank-0")
     assert result.returncode == 0, result.stderr + result.stdout
-    (job_id,) = job_ids(project)
     port = record(project, job_id)["master_port"]
-    log = (project / ".robotrain" / "jobs" / job_id / "output.log").read_text()
-    lines = log.splitlines()
+    lines = (project / ".robotrain" / "jobs" / job_id / "output.log").read_text().splitlines()
     assert f"rank 0 of 2 at 127.0.0.1:{port}, local rank 0 of 2" in lines
     assert f"[rank 1] rank 1 of 2 at 127.0.0.1:{port}, local rank 1 of 2" in lines
     assert lines.index("[rank 1] finished after rank 0") < lines.index(
@@ -189,15 +198,18 @@ def test_the_job_completes_when_every_process_completed(tmp_path: Path) -> None:
     assert status(project, job_id) == "completed"
 
 
-@pytest.mark.slow
-def test_cancel_stops_every_process(tmp_path: Path) -> None:
-    project = project_with(tmp_path / "project", TICKING)
-    result = train(project, "--detach")
+def started_ranks(project: Path, pids: Path, *args: str) -> tuple[str, list[int]]:
+    """A detached ticking job once both its processes run: its id and their pids."""
+    result, job_id = train(project, pids, "tick", "--detach", *args)
     assert result.returncode == 0, result.stderr
-    job_id = result.stdout.strip().split()[-1]
-    wait_for(lambda: all((project / "pids" / str(rank)).read_text().strip() for rank in range(2)))
+    wait_for(lambda: all((pids / str(rank)).read_text().strip() for rank in range(2)))
+    return job_id, rank_pids(pids)
+
+
+@pytest.mark.slow
+def test_cancel_stops_every_process(project: Path, tmp_path: Path) -> None:
+    job_id, pids = started_ranks(project, tmp_path)
     assert status(project, job_id) == "running"
-    pids = rank_pids(project)
     assert all(alive(pid) for pid in pids)
     canceled = run_cli(["cancel", job_id], cwd=project)
     assert canceled.returncode == 0, canceled.stderr
@@ -206,27 +218,43 @@ def test_cancel_stops_every_process(tmp_path: Path) -> None:
     assert not group_members(record(project, job_id)["group"])
 
 
-def test_several_nodes_are_refused_in_one_line(tmp_path: Path) -> None:
-    project = project_with(tmp_path / "project", TICKING)
+@pytest.mark.slow
+def test_killing_the_supervisor_leaves_no_process_behind(project: Path, tmp_path: Path) -> None:
+    job_id, pids = started_ranks(project, tmp_path)
+    os.kill(record(project, job_id)["pid"], signal.SIGKILL)
+    wait_for(lambda: not any(alive(pid) for pid in pids))  # the watcher stops the whole group
+    assert status(project, job_id) == "failed"
+
+
+@pytest.mark.slow
+def test_a_timeout_stops_every_process(project: Path, tmp_path: Path) -> None:
+    result, job_id = train(project, tmp_path, "tick", "--timeout", "3s")
+    assert_one_line_error(result, job_id, "failed: timed out after 3s")
+    assert not any(alive(pid) for pid in rank_pids(tmp_path))
+    assert not group_members(record(project, job_id)["group"])
+
+
+def test_several_nodes_are_refused_in_one_line(project: Path) -> None:
+    before = job_ids(project)
     for args in (["--nodes", "2"], ["--nodes", "2", "--dry-run"]):
         result = run_cli(["train", *args], cwd=project)
         assert_one_line_error(result, "--nodes 2", "this machine only", "--nodes 1")
-    assert job_ids(project) == []
+    assert job_ids(project) == before
 
 
-def test_more_processes_than_cpus_are_refused_in_one_line(tmp_path: Path) -> None:
+def test_more_processes_than_cpus_are_refused_in_one_line(project: Path) -> None:
     from robotrain.platforms.local_jobs import max_processes
 
-    project = project_with(tmp_path / "project", TICKING)
+    before = job_ids(project)
     too_many = max_processes() + 1
     result = run_cli(["train", "--gpus", str(too_many)], cwd=project)
     assert_one_line_error(result, f"--gpus {too_many}", f"at most {max_processes()} processes",
                           f"--gpus {max_processes()} or fewer")  # fmt: skip
-    assert job_ids(project) == []
+    assert job_ids(project) == before
 
 
-def test_dry_run_shows_each_process_and_its_variables(tmp_path: Path) -> None:
-    project = project_with(tmp_path / "project", TICKING)
+def test_dry_run_shows_each_process_and_its_variables(project: Path) -> None:
+    before = job_ids(project)
     result = run_cli(["train", "--gpus", "2", "--dry-run"], cwd=project)
     assert result.returncode == 0, result.stderr
     spec = yaml.safe_load(result.stdout)
@@ -242,16 +270,15 @@ def test_dry_run_shows_each_process_and_its_variables(tmp_path: Path) -> None:
     single = yaml.safe_load(run_cli(["train", "--gpus", "0", "--dry-run"], cwd=project).stdout)
     assert single["processes"] == [{"log_prefix": "", "environment": {}}]
     assert not single["command"].endswith("--distributed")
-    assert job_ids(project) == []
+    assert job_ids(project) == before
 
 
 @pytest.mark.slow
-def test_a_job_that_launches_its_processes_runs_once_with_the_node_variables(tmp_path: Path) -> None:
+def test_a_job_that_launches_its_processes_runs_once_with_the_node_variables(project: Path) -> None:
     from robotrain.job import Image, JobSpec
     from robotrain.platforms import local
     from robotrain.plugins import load_plugins
 
-    project = project_with(tmp_path / "project", TICKING)
     settings = load_plugins().settings({}, start=project)
     job = JobSpec(
         workload="test", name="launcher", image=Image("none", "none", "0"), experiment="launcher",
