@@ -95,3 +95,18 @@ def test_mlflow_run_registers_as_an_mlflow_model(cli: Cli) -> None:
     assert result.returncode == 0, result.stderr
     (put,) = cli.fake.find("PUT", r"/models/anymal/versions/1$")
     assert put.body["properties"]["modelType"] == "mlflow_model"
+
+
+def test_secrets_are_refused_and_env_files_never_uploaded(cli: Cli) -> None:
+    key = "AKIAIOSFODNN7EXAMPLE"  # pragma: allowlist secret
+    dataset(cli, {"episode_0.parquet": b"frames", "notes.py": f'AWS_ACCESS_KEY_ID = "{key}"\n'.encode()})
+    refused = cli.run(*STAGE)
+    assert key not in assert_one_line_error(refused, "notes.py:1")
+    assert not cli.fake.blob_puts() and not cli.fake.find("PUT", r"/data/")
+    (cli.project / "demos" / "notes.py").unlink()
+    dataset(cli, {".env": b"WANDB_API_KEY=not-for-the-cloud\n"})
+    staged = cli.run(*STAGE)
+    assert staged.returncode == 0, staged.stderr
+    uploaded = [r.path for r in cli.fake.blob_puts()]
+    assert any(p.endswith("episode_0.parquet") for p in uploaded)
+    assert not any(p.endswith(".env") for p in uploaded)

@@ -464,6 +464,34 @@ def _print_user_logs(ml: MLClient, job_id: str, write: Callable[[str], None]) ->
     return bool(files)
 
 
+def _checked_copy(source: Path, name: str, settings: Settings) -> Path:
+    """The files robotrain stages from ``source`` (ignore rules, no secrets), copied for the upload.
+
+    The SDK uploads a folder as it finds it, so it gets a copy holding only what passed the checks
+    packing makes: credential files and secrets are refused, caches and ``.env`` files left out.
+    """
+    import shutil
+
+    from robotrain.payload import checked_files, tree_sha256
+    from robotrain.payload_secrets import allowed_secrets
+
+    entries = checked_files(
+        {"": source}, f"stage {source}", allowed_secrets(settings.config), settings.state_dir / "cache"
+    )
+    if not entries:
+        raise UserError(f"nothing to stage in {source}: every file is ignored or the folder is empty")
+    copy = settings.state_dir / "azureml" / "staging" / f"{name}-{tree_sha256(entries)[:12]}"
+    if not copy.is_dir():
+        partial = copy.with_name(f".{copy.name}.{os.getpid()}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        for entry in entries:
+            target = partial / entry.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(entry.path, target)
+        partial.replace(copy)
+    return copy
+
+
 def content_hash(folder: Path) -> str:
     """The SDK's own hash of a folder, honouring the ``.amlignore``/``.gitignore`` its upload honours."""
     from azure.ai.ml._utils._asset_utils import get_ignore_file, get_object_hash
@@ -485,6 +513,7 @@ def stage_dataset(source: Path, name: str, settings: Settings) -> DatasetRef:
     from azure.ai.ml.constants import AssetTypes, ListViewType
     from azure.ai.ml.entities import Data
 
+    source = _checked_copy(source, name, settings)
     ml = client(settings)
     sha = content_hash(source)
     with azure_errors(f"dataset {name}"):
