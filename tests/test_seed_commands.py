@@ -34,11 +34,6 @@ STATE = {
 """What `terraform apply` of the reference architecture leaves in deploy/001-iac (reference/terraform.md)."""
 
 TASK = "Isaac-Velocity-Rough-Anymal-C-v0"
-LEROBOT_SHORT_FLAG = pytest.mark.xfail(
-    strict=True,
-    reason="robotrain-lerobot must declare -d as the short flag of --dataset-repo-id "
-    "(Option(..., aliases=('d',))); core gives it precedence over the -d of --dry-run",
-)
 
 PARAMETER_TABLE = ["--task", TASK, "--num-envs", "2048", "--max-iterations", "100",
                    "--image", "nvcr.io/nvidia/isaac-lab:2.2.0",
@@ -53,7 +48,6 @@ SEED_COMMANDS = [
         "osmo",
         ["--workload", "lerobot", "-d", "lerobot/aloha_sim_insertion_human"],
         id="guide-osmo-lerobot-quick-start",
-        marks=LEROBOT_SHORT_FLAG,
     ),
     # Isaac Lab Training, Quick Start (Azure ML)
     pytest.param("azureml", ["--task", TASK, "--num-envs", "2048", "--stream"], id="isaaclab-azureml"),

@@ -15,7 +15,7 @@ TRACKING = ("mlflow", "wandb", "none")
 def robotrain_add_options(options: OptionRegistry) -> None:
     for option in (
         Option("dataset_repo_id", "LeRobot dataset repo id, e.g. lerobot/aloha_sim_insertion_human "
-               "(required)", env="DATASET_REPO_ID"),
+               "(required)", env="DATASET_REPO_ID", aliases=("d",)),
         Option("policy_type", "policy to train; the types depend on --lerobot-version",
                default="act", env="POLICY_TYPE"),
         Option("policy_repo_id", "fine-tune from this pretrained policy (Hub id or folder with "
