@@ -15,6 +15,12 @@ the training code always receives a local folder. An unknown run or model stops
 Secrets: a ``SecretRef`` is filled from the variable of the same name in your
 own environment; its value is never written to job.json or the log.
 
+Distributed jobs run on this machine only (``nodes`` must be 1): ``--gpus N`` starts
+N processes of the command (on the CPUs; they are processes, not GPUs), each with
+``RANK_VARIABLES`` meeting at a free loopback port, or one copy with
+``NODE_VARIABLES`` when the job launches its processes (see ``local_runner``).
+At most one process per CPU (at least 2); more is refused in one line.
+
 A job with ``timeout_seconds`` is stopped after that long and recorded as
 failed ("timed out after ..."). Ctrl-C at any step stops what was started: the
 store is never left half-built (see ``local_tracking``), a job folder whose job
