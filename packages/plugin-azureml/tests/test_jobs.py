@@ -115,6 +115,15 @@ def test_stream_of_a_failing_job_is_one_line_and_the_job_is_in_history(cli: Cli)
     assert "\x1b[" not in result.stderr + result.stdout
 
 
+def test_stream_of_a_completed_job_records_it_once(cli: Cli) -> None:
+    cli.fake.job_states = ("Queued", "Running", "Completed")
+    result = cli.run(*TRAIN, "--compute", "c1", "--stream")
+    assert result.returncode == 0, result.stderr
+    (name,) = cli.fake.jobs()
+    history = (cli.project / ".robotrain" / "submissions.jsonl").read_text().splitlines()
+    assert [json.loads(entry)["job_id"] for entry in history] == [name]
+
+
 def test_ctrl_c_while_streaming_leaves_the_job_running_and_in_history(cli: Cli) -> None:
     cli.fake.job_states = ("Queued",) + ("Running",) * 100_000
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("ROBOTRAIN_", "AZURE", "TASK"))}

@@ -67,7 +67,8 @@ def robotrain_add_options(options: OptionRegistry) -> None:
         Option("nodes", "machines the job trains on (distributed training; default 1)", kind=int,
                env="ROBOTRAIN_NODES", minimum=1),
         Option("gpus", "GPUs per machine, one training process each (default: the workload's, 1; "
-               "0 for a CPU-only job)", kind=int, env="ROBOTRAIN_GPUS", minimum=0, aliases=("gpu",)),
+               "0 for a CPU-only job; on local: processes on this machine's CPUs)",
+               kind=int, env="ROBOTRAIN_GPUS", minimum=0, aliases=("gpu",)),
         Option("env", "KEY=VALUE added to the job's environment (repeat the flag); not for secrets",
                kind=list),
         Option("python", "interpreter command for the training entry point in the job's container "

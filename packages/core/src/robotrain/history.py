@@ -13,7 +13,13 @@ FILE = "submissions.jsonl"
 
 
 def record_submission(state_dir: Path, submission: Submission) -> None:
-    """Append one line in a single write, so concurrent commands and interrupts never mix or cut lines."""
+    """Append one line in a single write, so concurrent commands and interrupts never mix or cut lines.
+
+    A job already recorded (a platform that records before streaming, then ``train`` again) is not
+    recorded twice.
+    """
+    if find_platform(state_dir, submission.job_id) == submission.platform:
+        return
     state_dir.mkdir(parents=True, exist_ok=True)
     line = {"job_id": submission.job_id, "platform": submission.platform, "url": submission.url,
             "time": time.time()}  # fmt: skip
