@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from robotrain.testing import assert_one_line_error, make_project, run_cli
+from robotrain.testing import assert_one_line_error, job_state, make_project, process_alive, run_cli
 
 pytest.importorskip("mlflow")
 
@@ -85,20 +85,6 @@ def job_ids(project: Path) -> list[str]:
     return sorted(p.name for p in jobs.iterdir()) if jobs.is_dir() else []
 
 
-def status(project: Path, job_id: str) -> str:
-    result = run_cli(["status", job_id, "--output", "json"], cwd=project)
-    assert result.returncode == 0, result.stderr
-    return str(json.loads(result.stdout)["state"])
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
 def group_members(group: int) -> list[int]:
     members = []
     for entry in Path("/proc").iterdir():
@@ -157,7 +143,7 @@ def test_the_example_trains_on_two_processes_and_rank_0_alone_tracks(tmp_path: P
     job_id = result.stdout.strip().splitlines()[-1].split()[-1]
     assert "--distributed" in result.stdout
     assert "robotrain: 2 processes (RANK 0-1) on this machine" in result.stdout
-    assert status(project, job_id) == "completed"
+    assert job_state(project, job_id) == "completed"
 
     uri = f"sqlite:///{project / '.robotrain' / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -179,8 +165,8 @@ def test_one_failing_process_fails_the_job_and_stops_the_others(project: Path, t
     stopped = "failed: rank 1 exited with code 3; the other processes were stopped"
     assert_one_line_error(result, job_id, stopped, "(exit code 3)", "output.log")
     assert "[rank 1] rank 1 fails" in result.stdout
-    assert status(project, job_id) == "failed"
-    assert not any(alive(pid) for pid in rank_pids(tmp_path))
+    assert job_state(project, job_id) == "failed"
+    assert not any(process_alive(pid) for pid in rank_pids(tmp_path))
     assert not group_members(record(project, job_id)["group"])
 
 
@@ -195,7 +181,7 @@ def test_the_job_completes_when_every_process_completed(project: Path, tmp_path:
     assert lines.index("[rank 1] finished after rank 0") < lines.index(
         f"robotrain: local job {job_id} completed (exit code 0)"
     )
-    assert status(project, job_id) == "completed"
+    assert job_state(project, job_id) == "completed"
 
 
 def started_ranks(project: Path, pids: Path, *args: str) -> tuple[str, list[int]]:
@@ -209,12 +195,12 @@ def started_ranks(project: Path, pids: Path, *args: str) -> tuple[str, list[int]
 @pytest.mark.slow
 def test_cancel_stops_every_process(project: Path, tmp_path: Path) -> None:
     job_id, pids = started_ranks(project, tmp_path)
-    assert status(project, job_id) == "running"
-    assert all(alive(pid) for pid in pids)
+    assert job_state(project, job_id) == "running"
+    assert all(process_alive(pid) for pid in pids)
     canceled = run_cli(["cancel", job_id], cwd=project)
     assert canceled.returncode == 0, canceled.stderr
     assert canceled.stdout.strip() == f"local job {job_id}: canceled"
-    assert not any(alive(pid) for pid in pids)
+    assert not any(process_alive(pid) for pid in pids)
     assert not group_members(record(project, job_id)["group"])
 
 
@@ -222,15 +208,15 @@ def test_cancel_stops_every_process(project: Path, tmp_path: Path) -> None:
 def test_killing_the_supervisor_leaves_no_process_behind(project: Path, tmp_path: Path) -> None:
     job_id, pids = started_ranks(project, tmp_path)
     os.kill(record(project, job_id)["pid"], signal.SIGKILL)
-    wait_for(lambda: not any(alive(pid) for pid in pids))  # the watcher stops the whole group
-    assert status(project, job_id) == "failed"
+    wait_for(lambda: not any(process_alive(pid) for pid in pids))  # the watcher stops the whole group
+    assert job_state(project, job_id) == "failed"
 
 
 @pytest.mark.slow
 def test_a_timeout_stops_every_process(project: Path, tmp_path: Path) -> None:
     result, job_id = train(project, tmp_path, "tick", "--timeout", "3s")
     assert_one_line_error(result, job_id, "failed: timed out after 3s")
-    assert not any(alive(pid) for pid in rank_pids(tmp_path))
+    assert not any(process_alive(pid) for pid in rank_pids(tmp_path))
     assert not group_members(record(project, job_id)["group"])
 
 

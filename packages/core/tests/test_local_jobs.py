@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from robotrain.testing import assert_one_line_error, make_project, run_cli
+from robotrain.testing import assert_one_line_error, job_state, make_project, process_alive, run_cli
 
 pytest.importorskip("mlflow")
 
@@ -59,20 +59,6 @@ def detach(project: Path, env: dict[str, str] | None = None) -> str:
     return job_id
 
 
-def state(project: Path, job_id: str) -> str:
-    result = run_cli(["status", job_id, "--output", "json"], cwd=project)
-    assert result.returncode == 0, result.stderr
-    return str(json.loads(result.stdout)["state"])
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
 @pytest.fixture
 def ticking(tmp_path: Path) -> Path:
     return project_with(tmp_path / "project", TICKING)
@@ -81,7 +67,7 @@ def ticking(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_status_logs_and_cancel_from_another_process(ticking: Path) -> None:
     job_id = detach(ticking)
-    assert state(ticking, job_id) == "running"
+    assert job_state(ticking, job_id) == "running"
     wait_for(lambda: "tick 2" in run_cli(["logs", job_id], cwd=ticking).stdout)
     logs = run_cli(["logs", job_id], cwd=ticking).stdout
     assert "started with --mode train" in logs
@@ -89,8 +75,8 @@ def test_status_logs_and_cancel_from_another_process(ticking: Path) -> None:
     canceled = run_cli(["cancel", job_id], cwd=ticking)
     assert canceled.returncode == 0, canceled.stderr
     assert canceled.stdout.strip() == f"local job {job_id}: canceled"
-    assert state(ticking, job_id) == "canceled"
-    assert not alive(record(ticking, job_id)["pid"])
+    assert job_state(ticking, job_id) == "canceled"
+    assert not process_alive(record(ticking, job_id)["pid"])
 
 
 def group_members(group: int) -> list[int]:
@@ -120,7 +106,7 @@ def test_killing_the_supervisor_leaves_no_training_process(ticking: Path) -> Non
     assert group_members(group), "the training should be running"
     os.kill(record(ticking, job_id)["pid"], signal.SIGKILL)
     wait_for(lambda: not group_members(group))  # the watcher stops the training's group
-    assert state(ticking, job_id) == "failed"
+    assert job_state(ticking, job_id) == "failed"
     assert "died" in record(ticking, job_id)["reason"]
 
 
@@ -130,15 +116,15 @@ def test_training_that_outlives_its_supervisor_is_running_until_canceled(ticking
     group = training_group(ticking, job_id)
     supervisor = record(ticking, job_id)["pid"]
     os.killpg(supervisor, signal.SIGKILL)  # the supervisor and its watcher, not the training
-    wait_for(lambda: not alive(supervisor))
+    wait_for(lambda: not process_alive(supervisor))
     assert group_members(group)
-    assert state(ticking, job_id) == "running"
+    assert job_state(ticking, job_id) == "running"
     assert "cancel" in record(ticking, job_id)["reason"]
     canceled = run_cli(["cancel", job_id], cwd=ticking)
     assert canceled.returncode == 0, canceled.stderr
     assert canceled.stdout.strip() == f"local job {job_id}: canceled"
     assert not group_members(group)
-    assert state(ticking, job_id) == "canceled"
+    assert job_state(ticking, job_id) == "canceled"
 
 
 @pytest.mark.slow
@@ -148,7 +134,7 @@ def test_logs_follow_returns_when_the_job_ends(ticking: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "tick 19\ndone\n" in result.stdout
     assert f"local job {job_id} completed (exit code 0)" in result.stdout
-    assert state(ticking, job_id) == "completed"
+    assert job_state(ticking, job_id) == "completed"
 
 
 @pytest.mark.slow
@@ -170,7 +156,7 @@ def test_ctrl_c_on_a_foreground_run_cancels_the_job(ticking: Path) -> None:
     assert_one_line_error(result, job_dir.name, "canceled", "output.log")
     assert "tick 0" in stdout
     assert record(ticking, job_dir.name)["state"] == "canceled"
-    assert not alive(record(ticking, job_dir.name)["pid"])
+    assert not process_alive(record(ticking, job_dir.name)["pid"])
 
 
 def test_ctrl_c_while_the_job_starts_cancels_it(ticking: Path) -> None:
@@ -185,7 +171,7 @@ def test_ctrl_c_while_the_job_starts_cancels_it(ticking: Path) -> None:
     assert_one_line_error(result, job_file.parent.name, "canceled")
     final = json.loads(job_file.read_text())
     assert final["state"] == "canceled", json.dumps(final)
-    assert "pid" not in final or not alive(final["pid"])
+    assert "pid" not in final or not process_alive(final["pid"])
 
 
 @pytest.mark.slow
@@ -195,7 +181,7 @@ def test_a_failing_job_fails_train_in_one_line_naming_the_log(tmp_path: Path) ->
     line = assert_one_line_error(result, "failed (exit code 3)", "output.log")
     assert "about to fail" in result.stdout
     job_id = line.split("local job ")[1].split()[0]
-    assert state(project, job_id) == "failed"
+    assert job_state(project, job_id) == "failed"
 
 
 def test_unknown_job_is_one_line(ticking: Path) -> None:

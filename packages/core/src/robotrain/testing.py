@@ -90,6 +90,24 @@ def heavy_imports_of(
     return result, names.split(",") if names else []
 
 
+def job_state(project: Path, job_id: str) -> str:
+    """The state ``status --output json`` reports for a job of ``project``."""
+    import json
+
+    result = run_cli(["status", job_id, "--output", "json"], cwd=project)
+    assert result.returncode == 0, result.stderr
+    return str(json.loads(result.stdout)["state"])
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux ``/proc``)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
     """Assert a non-zero exit with exactly one stderr line, no traceback, containing every fragment."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
