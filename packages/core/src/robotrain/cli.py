@@ -233,7 +233,7 @@ def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any
     workload = str(settings["workload"])
     plugins.workloads.require(workload)
     plugins.check_applicable(settings, workload=workload, platform=platform)
-    check_passthrough(plugins.platforms.items[platform], settings)  # type: ignore[arg-type]
+    check_passthrough(plugins.platforms.items[platform], settings)
     training_dir = settings.path("training_dir")
     if training_dir is not None:
         _require_folder(
@@ -242,7 +242,7 @@ def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any
     job = plugins.hook.robotrain_build_job(workload=workload, settings=settings)
     job = apply_common_options(job, settings)
     _check_model_name(job.checkpoint.register_as)
-    check_distributed(plugins.platforms.items[platform], job)  # type: ignore[arg-type]
+    check_distributed(plugins.platforms.items[platform], job)
     if dry_run:
         spec = plugins.hook.robotrain_render_job(platform=platform, job=job, settings=settings)
         if spec is None:

@@ -14,7 +14,7 @@ from robotrain import hookspecs
 from robotrain.errors import UserError
 from robotrain.option_cache import warn
 from robotrain.options import OptionRegistry
-from robotrain.registry import Catalog
+from robotrain.registry import Catalog, Platform, Workload
 from robotrain.settings import CLI, ProjectConfig, Settings
 
 ENTRY_POINT_GROUP = "robotrain"
@@ -55,8 +55,8 @@ class Plugins:
         self.manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.manager.add_hookspecs(hookspecs)
         self.options = OptionRegistry()
-        self.workloads = Catalog("workload")
-        self.platforms = Catalog("platform")
+        self.workloads: Catalog[Workload] = Catalog("workload")
+        self.platforms: Catalog[Platform] = Catalog("platform")
         self.infos: dict[str, PluginInfo] = {}
         self.warnings: list[str] = []
         self._warn_line = warn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from robotrain.errors import UserError
 
@@ -28,16 +29,19 @@ class Platform:
     """Whether it runs jobs of more than one process (``--nodes``, ``--gpus``); others are refused."""
 
 
-class Catalog:
+T = TypeVar("T", "Workload", "Platform")
+
+
+class Catalog(Generic[T]):
     """Names claimed by plugins; a second claim on one name is an error naming both."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.items: dict[str, Workload | Platform] = {}
+        self.items: dict[str, T] = {}
         self.owners: dict[str, str] = {}
         self.current_plugin = "robotrain"
 
-    def register(self, item: Workload | Platform) -> None:
+    def register(self, item: T) -> None:
         owner = self.owners.get(item.name)
         if owner is not None:
             raise UserError(
@@ -47,7 +51,7 @@ class Catalog:
         self.items[item.name] = item
         self.owners[item.name] = self.current_plugin
 
-    def require(self, name: str) -> Workload | Platform:
+    def require(self, name: str) -> T:
         if name not in self.items:
             known = ", ".join(sorted(self.items)) or "none"
             raise UserError(
