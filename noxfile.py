@@ -93,7 +93,7 @@ def types(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Packing, staging, start-up and OSMO submit against their references (minutes: not in the default run)."""
+    """Packing, staging, start-up and OSMO submit against their references (minutes: not run by default)."""
     _install(session, "core")
     session.run("python", "benchmarks/payload.py", *session.posargs)
     _install(session, "plugin-osmo")
