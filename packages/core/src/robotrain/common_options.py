@@ -62,11 +62,13 @@ def _detected(value: str) -> bool:
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
     from detect_secrets.plugins.base import RegexBasedDetector
 
-    detectors: list[Any] = [
-        detector
-        for detector in get_mapping_from_secret_type_to_class().values()
-        if issubclass(detector, RegexBasedDetector) and detector.__name__ not in IGNORED_DETECTORS
-    ]  # Any: the package types its plugin classes as a Union it cannot instantiate
+    # Any: the package types its plugin classes as a Union it cannot instantiate
+    kinds: list[Any] = list(get_mapping_from_secret_type_to_class().values())
+    detectors = [
+        kind
+        for kind in kinds
+        if issubclass(kind, RegexBasedDetector) and kind.__name__ not in IGNORED_DETECTORS
+    ]
     return any(any(True for _ in detector().analyze_string(value)) for detector in detectors)
 
 

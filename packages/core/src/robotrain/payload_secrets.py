@@ -332,7 +332,7 @@ def content_scanner() -> ContentScanner:
     from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
     from detect_secrets.settings import get_plugins, get_settings
 
-    kinds = get_mapping_from_secret_type_to_class().values()
+    kinds: list[Any] = list(get_mapping_from_secret_type_to_class().values())
     get_settings().configure_plugins([{"name": kind.__name__} for kind in kinds])
     plugins = list(get_plugins())
     loosened, line_rules, quoted = [], [], []
