@@ -22,7 +22,14 @@ import numpy as np
 import pytest
 import yaml
 
-from robotrain.testing import assert_one_line_error, job_state, make_project, process_alive, run_cli
+from robotrain.testing import (
+    assert_one_line_error,
+    job_state,
+    make_project,
+    process_alive,
+    process_group_members,
+    run_cli,
+)
 
 pytest.importorskip("mlflow")
 
@@ -83,19 +90,6 @@ def record(project: Path, job_id: str) -> dict[str, Any]:
 def job_ids(project: Path) -> list[str]:
     jobs = project / ".robotrain" / "jobs"
     return sorted(p.name for p in jobs.iterdir()) if jobs.is_dir() else []
-
-
-def group_members(group: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if fields[0] not in ("Z", "X") and fields[2] == str(group):
-                members.append(int(entry.name))
-    return members
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
@@ -167,7 +161,7 @@ def test_one_failing_process_fails_the_job_and_stops_the_others(project: Path, t
     assert "[rank 1] rank 1 fails" in result.stdout
     assert job_state(project, job_id) == "failed"
     assert not any(process_alive(pid) for pid in rank_pids(tmp_path))
-    assert not group_members(record(project, job_id)["group"])
+    assert not process_group_members(record(project, job_id)["group"])
 
 
 @pytest.mark.slow
@@ -201,7 +195,7 @@ def test_cancel_stops_every_process(project: Path, tmp_path: Path) -> None:
     assert canceled.returncode == 0, canceled.stderr
     assert canceled.stdout.strip() == f"local job {job_id}: canceled"
     assert not any(process_alive(pid) for pid in pids)
-    assert not group_members(record(project, job_id)["group"])
+    assert not process_group_members(record(project, job_id)["group"])
 
 
 @pytest.mark.slow
@@ -217,7 +211,7 @@ def test_a_timeout_stops_every_process(project: Path, tmp_path: Path) -> None:
     result, job_id = train(project, tmp_path, "tick", "--timeout", "3s")
     assert_one_line_error(result, job_id, "failed: timed out after 3s")
     assert not any(process_alive(pid) for pid in rank_pids(tmp_path))
-    assert not group_members(record(project, job_id)["group"])
+    assert not process_group_members(record(project, job_id)["group"])
 
 
 def test_several_nodes_are_refused_in_one_line(project: Path) -> None:

@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 import yaml
 
-from robotrain.testing import assert_one_line_error, job_state, make_project, process_alive, run_cli
+from robotrain.testing import (
+    assert_one_line_error,
+    job_state,
+    make_project,
+    process_alive,
+    process_group_members,
+    run_cli,
+)
 
 pytest.importorskip("mlflow")
 
@@ -79,20 +86,6 @@ def test_status_logs_and_cancel_from_another_process(ticking: Path) -> None:
     assert not process_alive(record(ticking, job_id)["pid"])
 
 
-def group_members(group: int) -> list[int]:
-    """Live processes in a process group."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if fields[0] not in ("Z", "X") and fields[2] == str(group):
-                members.append(int(entry.name))
-    return members
-
-
 def training_group(project: Path, job_id: str) -> int:
     group = wait_for(lambda: record(project, job_id).get("group"))
     assert isinstance(group, int)
@@ -103,9 +96,9 @@ def training_group(project: Path, job_id: str) -> int:
 def test_killing_the_supervisor_leaves_no_training_process(ticking: Path) -> None:
     job_id = detach(ticking)
     group = training_group(ticking, job_id)
-    assert group_members(group), "the training should be running"
+    assert process_group_members(group), "the training should be running"
     os.kill(record(ticking, job_id)["pid"], signal.SIGKILL)
-    wait_for(lambda: not group_members(group))  # the watcher stops the training's group
+    wait_for(lambda: not process_group_members(group))  # the watcher stops the training's group
     assert job_state(ticking, job_id) == "failed"
     assert "died" in record(ticking, job_id)["reason"]
 
@@ -117,13 +110,13 @@ def test_training_that_outlives_its_supervisor_is_running_until_canceled(ticking
     supervisor = record(ticking, job_id)["pid"]
     os.killpg(supervisor, signal.SIGKILL)  # the supervisor and its watcher, not the training
     wait_for(lambda: not process_alive(supervisor))
-    assert group_members(group)
+    assert process_group_members(group)
     assert job_state(ticking, job_id) == "running"
     assert "cancel" in record(ticking, job_id)["reason"]
     canceled = run_cli(["cancel", job_id], cwd=ticking)
     assert canceled.returncode == 0, canceled.stderr
     assert canceled.stdout.strip() == f"local job {job_id}: canceled"
-    assert not group_members(group)
+    assert not process_group_members(group)
     assert job_state(ticking, job_id) == "canceled"
 
 

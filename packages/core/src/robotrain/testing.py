@@ -108,6 +108,20 @@ def process_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
+def process_group_members(group: int) -> list[int]:
+    """The live processes of process group ``group`` (Linux ``/proc``)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if fields[0] not in ("Z", "X") and fields[2] == str(group):
+                members.append(int(entry.name))
+    return members
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
     """Assert a non-zero exit with exactly one stderr line, no traceback, containing every fragment."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
