@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,9 +152,30 @@ def load_checkpoint(folder: Path) -> Checkpoint:
 
 
 def _checkpoint_root(folder: Path) -> Path:
+    """The folder itself when it is a checkpoint, else the newest checkpoint folder inside it."""
     if (folder / "architecture.json").is_file():
         return folder
-    found = sorted(p.parent for p in folder.rglob("architecture.json"))
-    if len(found) != 1:
+    found = [p.parent for p in folder.rglob("state.json") if (p.parent / "architecture.json").is_file()]
+    if not found:
         raise SystemExit(f"train.py: {folder} holds no checkpoint (architecture.json, weights.npz, ...)")
-    return found[0]
+    return max(found, key=lambda p: int(json.loads((p / "state.json").read_text())["iteration"]))
+
+
+def save_progress(output: Path, arch: Architecture, params: Params, adam: Adam, iteration: int) -> Path:
+    """A checkpoint of a training under way, ``output/iteration-NNNNNN``, written whole or not at all
+    (into a hidden folder first, then renamed), replacing the previous one."""
+    folder = output / f"iteration-{iteration:06d}"
+    partial = output / f".iteration-{iteration:06d}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    save_checkpoint(partial, arch, params, adam, iteration)
+    partial.rename(folder)
+    for older in output.glob("iteration-*"):
+        if older != folder:
+            shutil.rmtree(older, ignore_errors=True)
+    return folder
+
+
+def clear_progress(output: Path) -> None:
+    """Remove the in-progress checkpoints once the final one is saved."""
+    for folder in [*output.glob("iteration-*"), *output.glob(".iteration-*.partial")]:
+        shutil.rmtree(folder, ignore_errors=True)

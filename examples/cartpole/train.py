@@ -25,16 +25,21 @@ from policy import (
     Adam,
     Architecture,
     Params,
+    clear_progress,
     forward,
     init_params,
     load_checkpoint,
     policy_gradient,
     save_checkpoint,
+    save_progress,
     weights_sha256,
 )
 
 MODES = ("from-scratch", "warm-start", "resume", "fresh")
 DEFAULT_ITERATIONS = 50
+DEFAULT_CHECKPOINT_INTERVAL = 10
+"""Iterations between the checkpoints saved while training (env CHECKPOINT_INTERVAL), which a
+resumed attempt after a preemption starts from."""
 HIDDEN = (16,)
 GAMMA = 0.99
 CONTENT_TAG = "content_sha256"
@@ -244,16 +249,22 @@ def train(args: argparse.Namespace) -> None:
             "world_size": group.world_size,
         })  # fmt: skip
         last = start.iteration + iterations
+        interval = int(os.environ.get("CHECKPOINT_INTERVAL") or DEFAULT_CHECKPOINT_INTERVAL)
         for iteration in range(start.iteration, last):
             mean_return = train_iteration(env, start, args.num_envs, rng, group)
             tracker.metric("mean_return", mean_return, step=iteration)
             say(f"iteration {iteration:4d}  mean_return {mean_return:7.1f}", flush=True)
+            done = iteration + 1
+            if group.is_leader and done % interval == 0 and done < last:
+                saved = save_progress(output, start.arch, start.params, start.adam, done)
+                say(f"train.py: checkpoint (iteration {done}) saved to {saved}", flush=True)
         final = weights_sha256(start.params)
         per_rank = group.gather(final)
         group.close()
         if not group.is_leader:
             return
         save_checkpoint(output, start.arch, start.params, start.adam, last)
+        clear_progress(output)
         tracker.params({"final_iteration": last, "final_weights_sha256": final,
                         "rank_weights_sha256": ",".join(per_rank)})  # fmt: skip
         print(f"train.py: checkpoint (iteration {last}) saved to {output}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from robotrain.hookspecs import hookimpl
 from robotrain.options import COMMANDS, Option, OptionRegistry
+from robotrain.recovery import ON_OOM, ON_PREEMPTION
 from robotrain.terraform import CONVENTIONAL_DIR
 
 EVERY_COMMAND = frozenset(COMMANDS)
@@ -71,6 +72,16 @@ def robotrain_add_options(options: OptionRegistry) -> None:
                kind=int, env="ROBOTRAIN_GPUS", minimum=0, aliases=("gpu",)),
         Option("env", "KEY=VALUE added to the job's environment (repeat the flag); not for secrets",
                kind=list),
+        Option("retries", "times a job that was preempted (or ran out of memory, with --on-oom) is "
+               "submitted again; train then watches the job until it ends", kind=int, default=0,
+               env="ROBOTRAIN_RETRIES", minimum=0),
+        Option("on_preemption", "after a preemption: resume from the job's newest checkpoint, restart "
+               "from the start, or fail (default: resume when the workload can, else restart)",
+               env="ROBOTRAIN_ON_PREEMPTION", choices=ON_PREEMPTION),
+        Option("on_oom", "after running out of memory: fail, or retry with half the environments",
+               default="fail", env="ROBOTRAIN_ON_OOM", choices=ON_OOM),
+        Option("poll_interval", "seconds between state checks while train watches a job (--retries)",
+               kind=float, default=10.0, env="ROBOTRAIN_POLL_INTERVAL", minimum=0.05),
         Option("python", "interpreter command for the training entry point in the job's container "
                "(default: the workload's, e.g. the Isaac Lab image's isaaclab.sh -p)"),
     ):  # fmt: skip

@@ -24,8 +24,12 @@ from invoke.tasks import Task
 from robotrain.errors import UserError
 
 if TYPE_CHECKING:
+    from robotrain.history import JobRecord
+    from robotrain.job import JobSpec, Submission
+    from robotrain.lifecycle import Refreshed
     from robotrain.options import Option
     from robotrain.plugins import Plugins
+    from robotrain.recovery import Policy
     from robotrain.settings import Settings
 
 OUTPUTS = ("text", "json")
@@ -144,7 +148,11 @@ def _silence_stdout() -> None:
 
 
 def _settings(
-    plugins: Plugins, values: dict[str, Any], context: Context | None = None, warn_unknown: bool = True
+    plugins: Plugins,
+    values: dict[str, Any],
+    context: Context | None = None,
+    warn_unknown: bool = True,
+    extra_args: tuple[str, ...] | None = None,
 ) -> Settings:
     for option in plugins.options:
         if option.kind is bool and not values.get(option.name):
@@ -157,8 +165,10 @@ def _settings(
             and not values[option.name].strip()
         ):
             raise UserError(f"{option.flag} is empty; give a value or leave the flag out")
-    remainder = getattr(context, "remainder", "") if context is not None else ""
-    settings = plugins.settings(values, extra_args=tuple(shlex.split(remainder)))
+    if extra_args is None:
+        remainder = getattr(context, "remainder", "") if context is not None else ""
+        extra_args = tuple(shlex.split(remainder))
+    settings = plugins.settings(values, extra_args=extra_args)
     settings.check_config_types()
     if warn_unknown:
         _warn_unknown_keys(settings)
@@ -220,15 +230,10 @@ def _no_result(what: str, platform: str) -> UserError:
     return UserError(f"platform {platform!r} does not support {what}")
 
 
-@user_errors
-def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any) -> None:
-    """Build a training job and submit it (or, with --dry-run, print the platform's job spec)."""
+def _build_job(plugins: Plugins, settings: Settings) -> tuple[str, JobSpec]:
+    """The platform and the job the settings describe, every check done; nothing is sent."""
     from robotrain.common_options import apply_common_options, check_distributed, check_passthrough
-    from robotrain.history import record_submission
 
-    _check_output(output)
-    plugins = load_plugins()
-    settings = _settings(plugins, values, c)
     platform = _platform(plugins, settings)
     workload = str(settings["workload"])
     plugins.workloads.require(workload)
@@ -243,19 +248,44 @@ def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any
     job = apply_common_options(job, settings)
     _check_model_name(job.checkpoint.register_as)
     check_distributed(plugins.platforms.items[platform], job)
+    return platform, job
+
+
+def _render(plugins: Plugins, platform: str, job: JobSpec, settings: Settings) -> str:
+    spec: str | None = plugins.hook.robotrain_render_job(platform=platform, job=job, settings=settings)
+    if spec is None:
+        raise _no_result("--dry-run", platform)
+    return spec
+
+
+def _print_spec(spec: str) -> None:
+    print(spec, end="" if spec.endswith("\n") else "\n")
+
+
+@user_errors
+def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any) -> None:
+    """Build a training job and submit it (or, with --dry-run, print the platform's job spec)."""
+    _check_output(output)
+    plugins = load_plugins()
+    settings = _settings(plugins, values, c)
+    platform, job = _build_job(plugins, settings)
     if dry_run:
-        spec = plugins.hook.robotrain_render_job(platform=platform, job=job, settings=settings)
-        if spec is None:
-            raise _no_result("--dry-run", platform)
+        spec = _render(plugins, platform, job, settings)
         if output == "json":
             _print_json({"platform": platform, "job": job.to_dict(), "spec": spec})
         else:
-            print(spec, end="" if spec.endswith("\n") else "\n")
+            _print_spec(spec)
         return
-    submission = plugins.hook.robotrain_submit(platform=platform, job=job, settings=settings)
-    if submission is None:
-        raise _no_result("submit", platform)
-    record_submission(settings.state_dir, submission)
+    _submit_and_report(plugins, platform, job, settings, output, {})
+
+
+def _submit_and_report(
+    plugins: Plugins, platform: str, job: JobSpec, settings: Settings, output: str, fields: dict[str, Any]
+) -> None:
+    from robotrain import lifecycle, recovery
+
+    policy = recovery.policy(settings, lifecycle.workload_options(plugins, job.workload))
+    submission = _attempts(plugins, platform, job, settings, policy, fields)
     if output == "json":
         _print_json(vars(submission))
     else:
@@ -265,6 +295,162 @@ def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any
         )
         if submission.details.get("checkpoints"):
             print(f"checkpoints are kept in {submission.details['checkpoints']}")
+
+
+def _attempts(
+    plugins: Plugins, platform: str, job: JobSpec, settings: Settings, policy: Policy, fields: dict[str, Any]
+) -> Submission:
+    """Submit the job; with --retries, watch it and submit it again as the recovery policy says."""
+    from robotrain import lifecycle, recovery
+    from robotrain.job import COMPLETED
+
+    attempt, first = 1, None
+    while True:
+        submission, failure = _submit_once(plugins, platform, job, settings, fields | {
+            "attempt": attempt, "first_attempt": first,
+            "settings": lifecycle.settings_record(plugins, settings, platform, job.workload),
+        })  # fmt: skip
+        if not policy.watching:
+            if failure is not None:
+                raise failure
+            return submission
+        try:
+            status = lifecycle.wait_for_end(plugins, platform, submission.job_id, settings, _say)
+        except KeyboardInterrupt:
+            raise Exit(
+                f"robotrain: stopped watching {platform} job {submission.job_id} (Ctrl-C); it keeps "
+                f"running, and is not submitted again if it stops",
+                code=INTERRUPTED,
+            ) from None
+        if status.state == COMPLETED:
+            return submission
+        step = policy.next_step(status) if attempt <= policy.retries else None
+        checkpoint = None
+        if step == "resume":
+            checkpoint = plugins.hook.robotrain_latest_checkpoint(
+                platform=platform, job_id=submission.job_id, settings=settings
+            )
+        changes = recovery.overrides(step or "", checkpoint, settings)
+        if step is None or (step == "halve-envs" and not changes):
+            raise failure or UserError(
+                f"{platform} job {submission.job_id} {status.state}"
+                + (f" after {attempt} attempts" if attempt > 1 else "")
+                + f"; see `invoke logs {submission.job_id}`"
+            )
+        _say(
+            f"robotrain: {platform} job {submission.job_id} {status.state}; attempt {attempt + 1} of "
+            f"{policy.retries + 1}, {recovery.describe(step, checkpoint, changes)}"
+        )
+        settings = settings.with_values(changes)
+        _, job = _build_job(plugins, settings)
+        first, attempt = first or submission.job_id, attempt + 1
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _submit_once(
+    plugins: Plugins, platform: str, job: JobSpec, settings: Settings, fields: dict[str, Any]
+) -> tuple[Submission, UserError | None]:
+    """Submit and record the job. A job that was recorded and then failed (a foreground run, a
+    stream) comes back with its error, for the recovery policy to judge."""
+    from robotrain.history import describe, record_submission, recording
+
+    description = describe(job, fields.pop("settings"), settings.extra_args)
+    with recording(**description, **fields) as current:
+        try:
+            submission = plugins.hook.robotrain_submit(platform=platform, job=job, settings=settings)
+        except UserError as error:
+            if not current.recorded:
+                raise
+            return current.recorded[-1], error
+        if submission is None:
+            raise _no_result("submit", platform)
+        record_submission(settings.state_dir, submission)
+    state = submission.details.get("state")
+    if isinstance(state, str) and state:
+        from robotrain.history import record_state
+
+        record_state(settings.state_dir, platform, submission.job_id, state)
+    return submission, None
+
+
+@user_errors
+def rerun(
+    c: Context, job_id: str, dry_run: bool = False, use_current_code: bool = False, output: str = "text",
+    **values: Any,
+) -> None:  # fmt: skip
+    """Submit a recorded job again: its settings, its code; options given here override."""
+    from robotrain import history, lifecycle
+
+    _check_output(output)
+    plugins = load_plugins()
+    settings = _settings(plugins, dict(values), c, warn_unknown=False)
+    record = history.find(settings.state_dir, job_id)
+    if record is None:
+        raise UserError(f"no job {job_id!r} is recorded in this project; `invoke jobs` lists them")
+    if not record.settings:
+        raise UserError(
+            f"job {job_id} was recorded without its settings (by an older robotrain); submit it with train"
+        )
+    recorded_values = _recorded_values(plugins, record, values)
+    settings = _settings(plugins, recorded_values, c, extra_args=_rerun_args(c, record))
+    platform, job = _build_job(plugins, settings)
+    _check_same_code(record, job, use_current_code)
+    if dry_run:
+        recorded = lifecycle.settings_record(plugins, settings, platform, job.workload)
+        changes = lifecycle.differences({"settings": record.settings, "job": record.job},
+                                        {"settings": recorded, "job": job.to_dict()})  # fmt: skip
+        spec = _render(plugins, platform, job, settings)
+        if output == "json":
+            shown = {key: {"original": old, "rerun": new} for key, (old, new) in changes.items()}
+            _print_json({"platform": platform, "rerun_of": job_id, "changes": shown, "job": job.to_dict(),
+                         "spec": spec})  # fmt: skip
+            return
+        _print_changes(job_id, changes)
+        _print_spec(spec)
+        return
+    _submit_and_report(plugins, platform, job, settings, output, {"rerun_of": job_id})
+
+
+def _recorded_values(plugins: Plugins, record: JobRecord, given: dict[str, Any]) -> dict[str, Any]:
+    """The recorded option values, with those given on this command line in their place."""
+    values = dict(given)
+    for name, value in record.settings.items():
+        if name not in plugins.options:
+            raise UserError(
+                f"job {record.job_id} was built with option --{name.replace('_', '-')}, which no installed "
+                f"plugin defines; install the plugin that does"
+            )
+        if values.get(name) in (None, [], False):
+            values[name] = value
+    return values
+
+
+def _rerun_args(c: Context, record: JobRecord) -> tuple[str, ...]:
+    remainder = getattr(c, "remainder", "")
+    return tuple(shlex.split(remainder)) if remainder else record.extra_args
+
+
+def _check_same_code(record: JobRecord, job: JobSpec, use_current_code: bool) -> None:
+    current = None if job.payload is None else job.payload.sha256
+    if use_current_code or record.payload_sha256 in (None, current):
+        return
+    now = current[:12] if current else "none"
+    raise UserError(
+        f"the training code changed since job {record.job_id} (payload {record.payload_sha256[:12]}, now "
+        f"{now}); restore it, or pass --use-current-code to run it with the code as it is now"
+    )
+
+
+def _print_changes(job_id: str, changes: dict[str, tuple[Any, Any]]) -> None:
+    if not changes:
+        print(f"# rerun of {job_id}: the same settings and job description as the original")
+        return
+    print(f"# rerun of {job_id}: differences from the original")
+    for key, (old, new) in changes.items():
+        print(f"#   {key}: {old!r} -> {new!r}")
 
 
 @user_errors
@@ -369,6 +555,78 @@ def cancel(c: Context, job_id: str, **values: Any) -> None:
 
 
 @user_errors
+def jobs(
+    c: Context, state: str = "", limit: int = 20, refresh: bool = True, output: str = "text", **values: Any
+) -> None:
+    """List the jobs submitted from this project, newest first, with their current states."""
+    from robotrain import history, lifecycle
+
+    _check_output(output)
+    if limit < 1:
+        raise UserError(f"--limit {limit}: give a number of jobs, 1 or more")
+    plugins = load_plugins()
+    settings = _settings(plugins, values, c)
+    records = history.load(settings.state_dir)
+    if settings.given_on_command_line("platform"):
+        records = [r for r in records if r.platform == settings["platform"]]
+    if refresh:
+        rows = lifecycle.refresh(plugins, records, settings, lifecycle.REFRESH_SECONDS)
+    else:
+        rows = [lifecycle.Refreshed(r, r.state, stale=not r.finished, reason="--no-refresh") for r in records]
+    if state:
+        rows = [row for row in rows if row.state == state.lower()]
+    rows = rows[:limit]
+    if output == "json":
+        _print_json([row.to_dict() for row in rows])
+        return
+    _print_jobs(rows)
+
+
+def _print_jobs(rows: list[Refreshed]) -> None:
+    import time
+
+    if not rows:
+        print("no jobs recorded in this project yet; `invoke train` submits one")
+        return
+    table = [("JOB", "PLATFORM", "WORKLOAD", "NAME", "ATTEMPT", "STATE", "SUBMITTED", "URL")]
+    for row in rows:
+        record = row.record
+        state = (row.state or "unknown") + (" (stale)" if row.stale else "")
+        submitted = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.time))
+        table.append((record.job_id, record.platform, record.workload or "", record.name or "",
+                      str(record.attempt), state, submitted, record.url or ""))  # fmt: skip
+    widths = [max(len(line[col]) for line in table) for col in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    reasons = sorted({f"{row.record.platform}: {row.reason}" for row in rows if row.stale and row.reason})
+    for reason in reasons:
+        print(f"stale = last known state ({reason})")
+
+
+@user_errors
+def download(c: Context, job_id: str, to: str = "", output: str = "text", **values: Any) -> None:
+    """Fetch a job's outputs (checkpoints, logs); run it again to finish a stopped download."""
+    _check_output(output)
+    plugins = load_plugins()
+    settings = _settings(plugins, values, c)
+    platform = _job_platform(plugins, settings, job_id)
+    destination = Path(to).expanduser() if to else settings.project_root / "downloads" / job_id
+    _require_folder(destination, "--to", "give a folder to download into")
+    written = plugins.hook.robotrain_download(
+        platform=platform, job_id=job_id, destination=destination.resolve(), settings=settings
+    )
+    if written is None:
+        raise UserError(f"download is not supported by platform {platform!r} (its plugin has no such hook)")
+    if output == "json":
+        _print_json({"platform": platform, "job_id": job_id, "destination": str(destination),
+                     "paths": [str(path) for path in written]})  # fmt: skip
+        return
+    print(f"{platform} job {job_id}: outputs in {destination}")
+    for path in written:
+        print(f"  {path}")
+
+
+@user_errors
 def plugins(c: Context, output: str = "text") -> None:
     """List installed plugins: name, distribution, version, what each provides."""
     _check_output(output)
@@ -426,6 +684,13 @@ def build_namespace() -> Collection:
         (status, "status", ("job_id",), {**job_help, **output_help}),
         (logs, "logs", ("job_id",), {**job_help, "follow": "keep printing until the job ends"}),
         (cancel, "cancel", ("job_id",), job_help),
+        (jobs, "jobs", (), {"state": "only jobs in this state (e.g. running)", "limit": "at most this many",
+                            "refresh": "ask the platforms for current states (default)", **output_help}),
+        (rerun, "rerun", ("job_id",),
+         {**job_help, "dry_run": "print the differences from the original and the spec; submit nothing",
+          "use_current_code": "run the training code as it is now, not as it was", **output_help}),
+        (download, "download", ("job_id",),
+         {**job_help, "to": "folder to download into (default: downloads/JOB_ID)", **output_help}),
     ]  # fmt: skip
     namespace = Collection()
     for body, name, positional, help in tasks:

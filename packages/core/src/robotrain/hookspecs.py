@@ -8,7 +8,7 @@ when it is not theirs, so the first plugin that owns the platform answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,3 +98,34 @@ def robotrain_logs(
 @hookspec(firstresult=True)
 def robotrain_cancel(platform: str, job_id: str, settings: Settings) -> JobStatus | None:
     """Cancel a submitted job and report its state afterwards."""
+
+
+@hookspec(firstresult=True)
+def robotrain_list_jobs(platform: str, job_ids: Sequence[str], settings: Settings) -> list[JobStatus] | None:
+    """Report the states of several jobs at once (``invoke jobs``), e.g. with one listing request.
+
+    Optional: without it, ``invoke jobs`` asks ``robotrain_status`` once per job. Leave out jobs the
+    platform does not know; they keep their last known state.
+    """
+
+
+@hookspec(firstresult=True)
+def robotrain_download(
+    platform: str, job_id: str, destination: Path, settings: Settings
+) -> list[Path] | None:
+    """Fetch a job's outputs into ``destination``: its checkpoint output under ``checkpoints/``
+    and its log under ``logs/``; return the paths written.
+
+    A download stopped part-way and started again must not fetch complete files twice:
+    ``robotrain.transfer.fetch`` does that (and shows progress) for files the plugin can read
+    by byte offset.
+    """
+
+
+@hookspec(firstresult=True)
+def robotrain_latest_checkpoint(platform: str, job_id: str, settings: Settings) -> str | None:
+    """The checkpoint URI a new attempt of this finished job resumes from: the newest checkpoint
+    the job wrote to its checkpoint output, in a form ``--checkpoint-uri`` takes on this platform.
+
+    Return ``""`` when the job wrote none (the next attempt starts over), ``None`` for other platforms.
+    """

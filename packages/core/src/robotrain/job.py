@@ -207,9 +207,21 @@ class Submission:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+COMPLETED, FAILED, CANCELED, PREEMPTED = "completed", "failed", "canceled", "preempted"
+FINISHED_STATES = frozenset({COMPLETED, FAILED, CANCELED, PREEMPTED})
+"""States a job never leaves. ``preempted``: the platform took the job's machine away (a spot
+eviction, a node lost); the job did not fail by itself, and ``--on-preemption`` decides what follows."""
+OUT_OF_MEMORY = "out_of_memory"
+"""``JobStatus.details[OUT_OF_MEMORY] = True``: the job failed because a process ran out of memory."""
+
+
 @dataclass(frozen=True)
 class JobStatus:
-    """A job's state as the platform reports it (``running``, ``completed``, ``failed``, …)."""
+    """A job's state as the platform reports it.
+
+    ``state`` is the platform's state in lower case; these have a shared meaning: ``queued``,
+    ``running``, and the finished ones ``completed``, ``failed``, ``canceled`` and ``preempted``.
+    """
 
     platform: str
     job_id: str
@@ -218,7 +230,11 @@ class JobStatus:
 
     @property
     def finished(self) -> bool:
-        return self.state in {"completed", "failed", "canceled"}
+        return self.state in FINISHED_STATES
+
+    @property
+    def out_of_memory(self) -> bool:
+        return self.state == FAILED and self.details.get(OUT_OF_MEMORY) is True
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ from robotrain.errors import UserError
 TRAIN = "train"
 COMMANDS = ("train", "stage-dataset", "register-model", "status", "logs", "cancel", "config")
 """Commands an option can be attached to; ``config`` shows every option regardless."""
+SAME_OPTIONS_AS = {"rerun": TRAIN, "jobs": "status", "download": "status"}
+"""Commands that take the options of another: ``rerun`` overrides what ``train`` takes; ``jobs`` and
+``download`` reach platforms as ``status`` does."""
 
 TerraformLookup = Callable[["TerraformOutputs"], Any]
 
@@ -142,6 +145,7 @@ class OptionRegistry:
         return self._owners[name]
 
     def for_command(self, command: str) -> list[Option]:
+        command = SAME_OPTIONS_AS.get(command, command)
         return [o for o in self._options.values() if command in o.commands]
 
     def __iter__(self) -> Any:

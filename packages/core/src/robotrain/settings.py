@@ -187,6 +187,10 @@ class Settings:
     def given_on_command_line(self, name: str) -> bool:
         return name in self._cli
 
+    def with_values(self, values: Mapping[str, Any]) -> Settings:
+        """These settings with ``values`` given as if on the command line (a retry's changes)."""
+        return Settings(self.options, {**self._cli, **values}, self.config, self._environ, self.extra_args)
+
     def __getitem__(self, name: str) -> Any:
         return self.resolve(name).value
 

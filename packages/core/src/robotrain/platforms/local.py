@@ -44,6 +44,7 @@ from robotrain.history import record_submission
 from robotrain.hookspecs import hookimpl
 from robotrain.job import (
     CHECKPOINT_OUTPUT_VARIABLE,
+    OUT_OF_MEMORY,
     DatasetRef,
     JobSpec,
     JobStatus,
@@ -68,7 +69,7 @@ from robotrain.settings import Settings
 
 NAME = "local"
 START_TIMEOUT_SECONDS = 60.0
-STATUS_FIELDS = ("exit_code", "pid", "started", "ended", "reason")
+STATUS_FIELDS = ("exit_code", "pid", "started", "ended", "reason", OUT_OF_MEMORY)
 
 
 @hookimpl
@@ -387,3 +388,27 @@ def robotrain_register_model(platform: str, source: str, name: str, settings: Se
         return None
     local_tracking.require_mlflow()
     return local_tracking.register_model(settings.state_dir, settings.project_root, source, name)
+
+
+@hookimpl
+def robotrain_latest_checkpoint(platform: str, job_id: str, settings: Settings) -> str | None:
+    """The job's checkpoint output folder, which ``--checkpoint-uri`` takes as it is; "" when empty."""
+    if platform != NAME:
+        return None
+    output = local_jobs.find_job(settings.state_dir, job_id).checkpoint_output
+    return str(output) if output.is_dir() and any(output.iterdir()) else ""
+
+
+@hookimpl
+def robotrain_download(
+    platform: str, job_id: str, destination: Path, settings: Settings
+) -> list[Path] | None:
+    if platform != NAME:
+        return None
+    from robotrain.transfer import fetch, local_file, local_files
+
+    local = local_jobs.find_job(settings.state_dir, job_id)
+    files = local_files(local.checkpoint_output, "checkpoints")
+    if local.log.is_file():
+        files.append(local_file(local.log, f"logs/{local.log.name}"))
+    return fetch(files, destination, f"local job {job_id}")

@@ -9,7 +9,10 @@ The job's command runs under a small supervisor (``local_runner``) in its own
 session, so it outlives a detached ``invoke train``. The command itself runs in
 a process group of its own (``group`` in job.json): the supervisor stops that
 group on cancel and timeout, and a watcher stops it when the supervisor dies.
-A job whose supervisor died while its group still runs is reported running,
+A command killed by a signal robotrain did not send (SIGKILL from the kernel or
+another user, the machine's analogue of a spot eviction) ends ``preempted``;
+one whose log ends with an out-of-memory error ends ``failed`` with
+``out_of_memory``. A job whose supervisor died while its group still runs is reported running,
 and ``cancel`` stops the group. Writes to job.json hold a file lock, so a
 cancel and a supervisor that is starting never miss each other.
 """
@@ -32,11 +35,13 @@ from typing import Any
 
 from filelock import FileLock
 
+from robotrain import job as shared
 from robotrain.errors import UserError
 from robotrain.job import NODE_VARIABLES, RANK_VARIABLES
 
-STARTING, RUNNING, COMPLETED, FAILED, CANCELED = "starting", "running", "completed", "failed", "canceled"
-FINISHED = frozenset({COMPLETED, FAILED, CANCELED})
+STARTING, RUNNING = "starting", "running"
+COMPLETED, FAILED, CANCELED = shared.COMPLETED, shared.FAILED, shared.CANCELED
+FINISHED = shared.FINISHED_STATES
 POLL_SECONDS = 0.1
 CANCEL_GRACE_SECONDS = 10.0
 STARTING_GRACE_SECONDS = 120.0

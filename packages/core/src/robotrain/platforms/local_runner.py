@@ -28,6 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from robotrain.job import PREEMPTED
 from robotrain.platforms.local_jobs import (
     CANCEL_GRACE_SECONDS,
     CANCELED,
@@ -194,6 +195,12 @@ class Supervisor:
         if len(self.processes) > 1:
             reason = f"rank {rank} exited with code {code}" + ("; the other processes were stopped"
                                                                if others_running else "")  # fmt: skip
+        if code is not None and code < 0:
+            killer = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            where = f"rank {rank} " if len(self.processes) > 1 else ""
+            return self._finish(PREEMPTED, code, reason=f"{where}killed by {killer}, not by robotrain")
+        if out_of_memory(self.job.log):
+            return self._finish(FAILED, code, reason="out of memory", out_of_memory=True)
         return self._finish(FAILED, code, reason=reason)
 
     def _stop_all(self) -> None:
@@ -219,11 +226,28 @@ class Supervisor:
         codes = [process.returncode for process in self.processes]
         return self._finish(FAILED, next((code for code in codes if code != 0), 0), reason=reason)
 
-    def _finish(self, state: str, code: int | None, reason: str | None = None) -> int:
-        print(f"robotrain: local job {self.job.job_id} {state} (exit code {code})", flush=True)
-        changes = {"state": state, "exit_code": code, "ended": time.time()}
+    def _finish(self, state: str, code: int | None, reason: str | None = None, **facts: Any) -> int:
+        said = f": {reason}" if state == PREEMPTED and reason else ""
+        print(f"robotrain: local job {self.job.job_id} {state} (exit code {code}){said}", flush=True)
+        changes = {"state": state, "exit_code": code, "ended": time.time(), **facts}
         self.job.write(**changes, **({"reason": reason} if reason else {}))
         return 0 if state == COMPLETED else 1
+
+
+OUT_OF_MEMORY_SIGNS = (b"MemoryError", b"OutOfMemoryError", b"CUDA out of memory", b"Cannot allocate memory")
+"""What Python, PyTorch and the C library print when an allocation fails."""
+LOG_TAIL_BYTES = 64 * 1024
+
+
+def out_of_memory(log: Path) -> bool:
+    """Whether the end of the job's log says a process ran out of memory."""
+    try:
+        with log.open("rb") as stream:
+            stream.seek(max(0, log.stat().st_size - LOG_TAIL_BYTES))
+            tail = stream.read()
+    except OSError:
+        return False
+    return any(sign in tail for sign in OUT_OF_MEMORY_SIGNS)
 
 
 def relay_lines(stream: IO[bytes], prefix: str) -> None:
