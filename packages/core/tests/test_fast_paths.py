@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,19 @@ def test_tasks_py_builds_the_same_namespace() -> None:
     assert result.returncode == 0, result.stderr
     for task in ("train", "stage-dataset", "register-model", "status", "logs", "cancel", "plugins", "config"):
         assert f"  {task} " in result.stdout
+
+
+@pytest.mark.parametrize(("python_switch", "cached"), [({}, True), ({"PYTHONDONTWRITEBYTECODE": "1"}, False)])
+def test_robotrain_keeps_pythons_bytecode_setting_under_invoke(
+    python_switch: dict[str, str], cached: bool
+) -> None:
+    """invoke turns bytecode caching off for its whole process; importing robotrain restores Python's own
+    setting, so an install without .pyc files (uv's default) is not compiled again on every command."""
+    like_invoke = (
+        "import sys; sys.dont_write_bytecode = True; import robotrain; print(sys.dont_write_bytecode)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | python_switch
+    result = subprocess.run(
+        [sys.executable, "-c", like_invoke], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == str(not cached)

@@ -286,6 +286,32 @@ def test_deleted_and_added_files_change_the_archive(tmp_path: Path) -> None:
     )
 
 
+def test_an_unchanged_tree_is_walked_without_compiling_the_ignore_rules(tmp_path: Path) -> None:
+    root = tree(tmp_path / "training", {"a.py": "a\n", "pkg/b.py": "b\n", ".gitignore": "*.log\n"})
+    settle(root)
+    first = pack({"training": root}, tmp_path / "out", cache_dir=tmp_path / "cache")
+    again = (
+        "import sys; from pathlib import Path; from robotrain.payload import pack; "
+        f"print(pack({{'training': Path({str(root)!r})}}, Path({str(tmp_path / 'out')!r}), "
+        f"cache_dir=Path({str(tmp_path / 'cache')!r})).sha256, 'pathspec' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", again], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == [first.sha256, "False"]
+
+
+def test_new_paths_and_changed_ignore_rules_are_matched_again(tmp_path: Path) -> None:
+    root = tree(tmp_path / "training", {"a.py": "a\n", "data.csv": "1,2\n"})
+    settle(root)
+    first = pack({"training": root}, tmp_path / "out", cache_dir=tmp_path / "cache")
+    tree(root, {"pkg/__pycache__/a.cpython-311.pyc": "x", ".env.local": "TOKEN=1\n", "run.log": "log\n"})
+    second = pack({"training": root}, tmp_path / "out", cache_dir=tmp_path / "cache")
+    (root / ".gitignore").write_text("*.csv\n*.log\n")
+    third = pack({"training": root}, tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert first.files == ("training/a.py", "training/data.csv")
+    assert second.files == ("training/a.py", "training/data.csv", "training/run.log")
+    assert third.files == ("training/.gitignore", "training/a.py")
+
+
 def test_a_corrupt_cache_is_ignored(tmp_path: Path) -> None:
     root = tree(tmp_path / "training", {"a.py": "a\n"})
     settle(root)

@@ -11,8 +11,14 @@ line's listing and help) stays cheap.
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+# invoke turns bytecode caching off for its whole process (Program.parse_core), and robotrain is imported
+# after that: without this, an install made without .pyc files (uv's default) compiles robotrain and its
+# plugins on every command (~0.1 s). Python's own switches (-B, PYTHONDONTWRITEBYTECODE) still apply.
+sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
 
 if TYPE_CHECKING:
     from robotrain.errors import UserError

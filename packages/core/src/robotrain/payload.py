@@ -83,9 +83,7 @@ class Entry(NamedTuple):
         return bool(self.stat.st_mode & 0o111)
 
 
-def _ignore_spec(folder: Path) -> Any:
-    import pathspec
-
+def _ignore_lines(folder: Path) -> list[str]:
     lines = list(ALWAYS_EXCLUDED)
     for name in IGNORE_FILES:
         rules = folder / name
@@ -96,12 +94,42 @@ def _ignore_spec(folder: Path) -> Any:
                 raise UserError(f"{rules} is not UTF-8 text; save it as UTF-8") from None
             except OSError as error:
                 raise UserError(f"cannot read {rules}: {error.strerror}; fix its permissions") from None
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    return lines
 
 
-def _walk(folder: Path) -> tuple[list[tuple[str, str, os.stat_result]], list[Finding]]:
+class IgnoreRules:
+    """A folder's ignore rules (``.gitignore`` syntax, pathspec), answering for paths relative to it.
+
+    ``known`` holds answers recorded by an earlier walk under the same rules (``key`` names them): they
+    are a pure function of rules and path, so an unchanged tree is walked without compiling the rules.
+    ``answers`` collects every answer given, for the next walk.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._lines = _ignore_lines(folder)
+        self.key = hashlib.sha256("\n".join(self._lines).encode()).hexdigest()[:16]
+        self.known: Mapping[str, bool] = {}
+        self.answers: dict[str, bool] = {}
+        self._spec: Any = None
+
+    def ignores(self, path: str) -> bool:
+        """Whether ``path`` (posix, relative; a folder ends with ``/``) is left out."""
+        answer = self.known.get(path)
+        if answer is None:
+            if self._spec is None:
+                import pathspec
+
+                self._spec = pathspec.GitIgnoreSpec.from_lines(self._lines)
+            answer = bool(self._spec.match_file(path))
+        self.answers[path] = answer
+        return answer
+
+
+def _walk(
+    folder: Path, rules: IgnoreRules | None = None
+) -> tuple[list[tuple[str, str, os.stat_result]], list[Finding]]:
     """The files packing keeps (relative posix path, path, stat) and the symlinks that leave the folder."""
-    spec = _ignore_spec(folder)
+    rules = rules or IgnoreRules(folder)
     root = Path(os.path.realpath(folder))
     files: list[tuple[str, str, os.stat_result]] = []
     outside: list[Finding] = []
@@ -110,7 +138,7 @@ def _walk(folder: Path) -> tuple[list[tuple[str, str, os.stat_result]], list[Fin
         prefix, directory = folders.pop()
         for entry in _entries(directory):
             relative = prefix + entry.name
-            if spec.match_file(relative + "/" if entry.is_dir() else relative):
+            if rules.ignores(relative + "/" if entry.is_dir() else relative):
                 continue
             if entry.is_symlink():
                 target = Path(os.path.realpath(entry.path))
@@ -169,11 +197,14 @@ def checked_files(
     findings: list[Finding] = []
     for prefix, folder in sources.items():
         with _no_collection():
-            files, outside = _walk(folder)
             cache = StatCache(cache_dir, Path(os.path.realpath(folder)), rules_version())
+            rules = IgnoreRules(folder)
+            rules.known = cache.ignore_answers(rules.key)
+            files, outside = _walk(folder, rules)
             recorded = {relative: cache.get(relative, stat) for relative, _, stat in files}
         findings += outside
         known = _known(files, recorded, cache)
+        cache.record_ignore_answers(rules.key, rules.answers)
         cache.save()
         for relative, location, stat in files:
             result = known[relative]

@@ -7,6 +7,9 @@ name). Any stat change means the file is read, hashed and scanned again, and so
 does a change of the rules (``rules`` names their version). A file modified
 within ``RACY_SECONDS`` of the cache being written is not recorded: a filesystem
 with coarse timestamps could otherwise hide an edit made right after reading it.
+
+It also keeps the answers of the folder's ignore rules for every path the last walk met, under the
+rules' key: a tree walked again under the same rules needs no pattern matching (robotrain.payload).
 """
 
 from __future__ import annotations
@@ -41,18 +44,31 @@ class StatCache:
         name = hashlib.sha256(str(root).encode()).hexdigest()[:24]
         self.path = None if cache_dir is None else cache_dir / f"files-{name}.json"
         self.format = f"{FORMAT} {rules}"
-        self._old = self._load()
+        data = self._load()
+        files, ignored = data.get("files"), data.get("ignored")
+        self._old: dict[str, list[Any]] = files if isinstance(files, dict) else {}
         self._new: dict[str, list[Any]] = {}
+        self._old_ignored: dict[str, Any] = ignored if isinstance(ignored, dict) else {}
+        self._new_ignored: dict[str, Any] = {}
 
-    def _load(self) -> dict[str, list[Any]]:
+    def _load(self) -> dict[str, Any]:
         if self.path is None:
             return {}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        files = data.get("files") if isinstance(data, dict) and data.get("format") == self.format else None
-        return files if isinstance(files, dict) else {}
+        return data if isinstance(data, dict) and data.get("format") == self.format else {}
+
+    def ignore_answers(self, rules: str) -> dict[str, bool]:
+        """The ignore rules' answers recorded by the last walk, when its rules had this key."""
+        paths = self._old_ignored.get("paths") if self._old_ignored.get("rules") == rules else None
+        if not isinstance(paths, dict):
+            return {}
+        return {path: answer for path, answer in paths.items() if isinstance(answer, bool)}
+
+    def record_ignore_answers(self, rules: str, answers: dict[str, bool]) -> None:
+        self._new_ignored = {"rules": rules, "paths": answers}
 
     def get(self, relative: str, stat: os.stat_result) -> Known | None:
         """The recorded result for this file when its stat is exactly as recorded."""
@@ -72,7 +88,7 @@ class StatCache:
 
     def save(self) -> None:
         """Write the entries used in this run (so deleted files drop out); a failure only costs speed."""
-        if self.path is None or self._new == self._old:
+        if self.path is None or (self._new == self._old and self._new_ignored == self._old_ignored):
             return
         settled = time.time_ns() - RACY_SECONDS * 1_000_000_000
         files = {name: entry for name, entry in self._new.items() if entry[1] < settled}
@@ -83,7 +99,11 @@ class StatCache:
             return
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump({"format": self.format, "files": files}, out, separators=(",", ":"))
+                json.dump(
+                    {"format": self.format, "files": files, "ignored": self._new_ignored},
+                    out,
+                    separators=(",", ":"),
+                )
             os.replace(temporary, self.path)
         except OSError:
             Path(temporary).unlink(missing_ok=True)

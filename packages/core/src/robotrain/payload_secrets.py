@@ -141,11 +141,12 @@ def _name_spec() -> Any:
 
 @cache
 def rules_version() -> str:
-    """Changes whenever the name list or detect-secrets changes, so cached verdicts are not reused."""
+    """Changes whenever the name list, detect-secrets or pathspec (which matches names and ignore rules)
+    changes, so cached verdicts are not reused."""
     from importlib.metadata import version
 
     names = hashlib.sha256("\n".join(SECRET_FILE_NAMES).encode()).hexdigest()[:12]
-    return f"names {names} detect-secrets {version('detect-secrets')}"
+    return f"names {names} detect-secrets {version('detect-secrets')} pathspec {version('pathspec')}"
 
 
 def has_secret_name(relative: str) -> bool:
