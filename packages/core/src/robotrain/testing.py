@@ -33,20 +33,33 @@ def run_cli(
     return _run_python(["-m", "robotrain", *args], cwd, env, timeout)
 
 
-def _run_python(
-    args: Sequence[str], cwd: Path, env: Mapping[str, str] | None, timeout: float
-) -> subprocess.CompletedProcess[str]:
-    """This interpreter with ``args``, in an environment free of the caller's robotrain settings."""
+def start_cli(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``robotrain ARGS`` without waiting for it (its output piped), for tests that act meanwhile."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "robotrain", *args], cwd=cwd, env=_environment(env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    """The caller's environment free of its robotrain settings, plus ``env``."""
     environment = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("ROBOTRAIN_", "AZURE", "TASK", "NUM_ENVS", "CHECKPOINT_", "MLFLOW_"))
     }
     environment.update(env or {})
+    return environment
+
+
+def _run_python(
+    args: Sequence[str], cwd: Path, env: Mapping[str, str] | None, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """This interpreter with ``args``, in an environment free of the caller's robotrain settings."""
     return subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
-        env=environment,
+        env=_environment(env),
         capture_output=True,
         text=True,
         timeout=timeout,
