@@ -118,6 +118,23 @@ LOG_FROM = ("Running", "Finalizing", "Completed", "Failed", "Canceled")
 TERMINAL = ("Completed", "Failed", "Canceled")
 USER_LOG = "user_logs/std_log.txt"
 """Where a command job's own output goes (``JobLogPattern.COMMON_RUNTIME_STREAM_LOG_PATTERN``)."""
+ARTIFACT_CONTAINER = "azureml"
+"""The workspace artifact store's container, where a run's logs live under ``ExperimentRun/dcid.<job>/``
+(the SDK's fallback for the ``default`` output in ``JobOperations._get_named_output_uri``)."""
+PREEMPTION_ERROR = (
+    "AzureMLCompute job failed. PreemptionError: Nodes of this job got pre-empted. Check if the run has "
+    "failed or restarted. Reason: Received pre-emption warning signal"
+)
+"""The run error of a low-priority job that ended Failed when its node was taken, as users report it
+(MicrosoftDocs/azure-docs#66288, Azure/MachineLearningNotebooks#1242, microsoft/MLOpsPython#346)."""
+PREEMPTION_WARNING = "Low priority compute preemption warning: a node has been preempted."
+"""The run warning of a low-priority job the service restarted itself (hi-ml docs/source/lowpriority.md:
+the job goes back to a machine later, its earlier files are there again)."""
+REQUEUED = ("Queued", "Running", "Queued", "Preparing", "Running", "Completed")
+"""A job preempted and restarted by the service: back to Queued under the same name, then on to its end."""
+OUT_OF_MEMORY_ERROR = "Execution failed: the container was terminated (reason: OOMKilled, exit code 137)"
+"""A run error when the job's container exceeded its memory limit on Kubernetes compute. Azure ML does
+not document this wording; OOMKilled is Kubernetes' termination reason for it (the fake's own text)."""
 MSI_SECRET = "msi-header-secret"
 VAULT_TOKEN = "vault-token"
 DEFAULT_COMPUTES = ("k8s-robotics-dev", "c1", "gpu", "k8s-x", "k8s-robotics")
@@ -146,6 +163,22 @@ class Failure:
 
 
 @dataclass
+class JobScript:
+    """How one created job behaves (``FakeAzure.scripts`` are taken in order by the next jobs)."""
+
+    states: tuple[str, ...] = JOB_STATES
+    """The states after NotStarted, one step further on each read."""
+    error: str | None = None
+    """Its run error when it ends Failed (default: ``FakeAzure.failure_message``)."""
+    warnings: tuple[str, ...] = ()
+    """Its run warnings (``RunDetails.warnings``)."""
+    checkpoints: dict[str, bytes] = field(default_factory=dict)
+    """Files it leaves in its ``checkpoints`` output. The output's mode is ``upload``: Azure ML uploads
+    the folder when the job ends (learn.microsoft.com/azure/machine-learning/how-to-read-write-data-v2),
+    so they appear in storage with Finalizing or the job's end, not while it runs."""
+
+
+@dataclass
 class FakeAzure:
     """The server's state: recorded requests, ARM resources, blobs, jobs over time, injected failures."""
 
@@ -162,6 +195,9 @@ class FakeAzure:
     failure_message: str = "training script exited with code 1"
     upcoming: dict[str, list[str]] = field(default_factory=dict)
     """Job path → the states it still goes through."""
+    scripts: list[JobScript] = field(default_factory=list)
+    """How the next created jobs behave, in order; then ``job_states``."""
+    job_scripts: dict[str, JobScript] = field(default_factory=dict)
     vault_secrets: dict[str, str] = field(default_factory=dict)
     """Secrets of the fake Key Vault at ``<url>/keyvault``, by secret name."""
     headers: dict[str, str] = field(default_factory=dict)
@@ -188,7 +224,7 @@ class FakeAzure:
     def reset(self) -> None:
         with self.lock:
             for store in (self.requests, self.failures, self.resources, self.blobs, self.code_hashes,
-                          self.upcoming):  # fmt: skip
+                          self.upcoming, self.scripts, self.job_scripts):  # fmt: skip
                 store.clear()
             self.computes = set(DEFAULT_COMPUTES)
             self.vault_secrets.clear()
@@ -216,6 +252,19 @@ class FakeAzure:
                 if path.endswith(f"/jobs/{name}"):
                     resource["properties"]["status"] = state
                     self.upcoming[path] = list(then)
+
+    def output_key(self, job: str, output: str = "checkpoints") -> str:
+        """Where a job's output without a path lives: ``azureml/<job>/<output>/`` on the default datastore
+        (the SDK looks there, ``JobOperations._get_named_output_uri``)."""
+        return f"{ACCOUNT}/{CONTAINER}/azureml/{job}/{output}/"
+
+    def log_key(self, job: str) -> str:
+        return f"{ACCOUNT}/{ARTIFACT_CONTAINER}/ExperimentRun/dcid.{job}/{USER_LOG}"
+
+    def blob_gets(self, pattern: str) -> list[Recorded]:
+        with self.lock:
+            return [r for r in self.requests if r.method == "GET" and _is_blob(r.host, r.path)
+                    and "comp" not in r.query and re.search(pattern, r.path)]  # fmt: skip
 
     def blob_puts(self) -> list[Recorded]:
         """Blob content uploads (not the metadata updates that confirm them)."""
@@ -265,8 +314,6 @@ class FakeAzure:
             return _json(200, self._cloud())
         if path == "/discovery":  # the workspace's discoveryUrl: where run history lives
             return _json(200, {"api": self.url, "history": self.url, "catalog": self.url})
-        if path.startswith("/runlogs/"):
-            return self._log_file(path.removeprefix("/runlogs/"))
         if path == "/msi/token":
             return self._managed_identity_token(query)
         if path.startswith("/keyvault/secrets/"):
@@ -363,7 +410,9 @@ class FakeAzure:
         }
         resource = {**dict(payload or {}), "properties": properties} | self._identity(path)
         self.resources[path] = resource
-        self.upcoming[path] = list(self.job_states)
+        script = self.scripts.pop(0) if self.scripts else JobScript(self.job_states)
+        self.job_scripts[path] = script
+        self.upcoming[path] = list(script.states)
         return _json(201, resource)
 
     def _read_job(self, path: str) -> dict[str, Any]:
@@ -373,7 +422,16 @@ class FakeAzure:
         upcoming = self.upcoming.get(path)
         if upcoming:
             resource["properties"]["status"] = upcoming.pop(0)
+            if resource["properties"]["status"] in (*TERMINAL, "Finalizing"):
+                self._upload_outputs(path)
         return answer
+
+    def _upload_outputs(self, path: str) -> None:
+        """What upload mode does when the job ends: its checkpoints folder reaches storage."""
+        script = self.job_scripts.get(path)
+        if script is not None:
+            prefix = self.output_key(path.rsplit("/", 1)[-1])
+            self.blobs.update({prefix + name: data for name, data in script.checkpoints.items()})
 
     def _cancel(self, path: str) -> Response:
         """CancelRequested first, Canceled on a later read (SDK: ``_run_history_constants.JobStatus``)."""
@@ -394,22 +452,34 @@ class FakeAzure:
         job = self._read_job(job_path)
         state = job["properties"]["status"]
         name = job_path.rsplit("/", 1)[-1]
-        details: dict[str, Any] = {"runId": name, "status": state, "warnings": [], "logFiles": {}}
+        script = self.job_scripts.get(job_path) or JobScript()
+        warnings = [{"source": "Compute", "message": text} for text in script.warnings]
+        details: dict[str, Any] = {"runId": name, "status": state, "warnings": warnings, "logFiles": {}}
         if state in LOG_FROM:
-            details["logFiles"] = {USER_LOG: f"{self.url}/runlogs/{name}/{USER_LOG}?sig=fake"}
+            # Log files are SAS URLs of blobs in the artifact store (RunDetails.logFiles).
+            blob = (
+                f"https://{ACCOUNT}.blob.{STORAGE_SUFFIX}:{self.port}/{self.log_key(name).split('/', 1)[1]}"
+            )
+            details["logFiles"] = {USER_LOG: f"{blob}?sv=2021-08-06&sr=b&sp=r&sig=fake"}
         if state == "Failed":
-            details["error"] = {"error": {"code": "UserError", "message": self.failure_message}}
+            message = script.error or self.failure_message
+            details["error"] = {"error": {"code": "UserError", "message": message}}
         return _json(200, details)
 
-    def _log_file(self, rest: str) -> Response:
-        name = rest.split("/", 1)[0]
-        job = next((r for p, r in self.resources.items() if p.endswith(f"/jobs/{name}")), None)
-        if job is None:
-            return 404, {"Content-Length": "0"}, b""
+    def _log_text(self, key: str) -> bytes | None:
+        """A run's user log as it is now: its first line while it runs, all of it once it ends."""
+        found = re.fullmatch(rf"{ACCOUNT}/{ARTIFACT_CONTAINER}/ExperimentRun/dcid\.([^/]+)/{USER_LOG}", key)
+        name = found.group(1) if found else ""
+        job = (
+            next((r for p, r in self.resources.items() if p.endswith(f"/jobs/{name}")), None)
+            if name
+            else None
+        )
+        if job is None or job["properties"]["status"] not in LOG_FROM:
+            return None
         state = job["properties"]["status"]
         lines = self.job_log if state in TERMINAL or state == "Finalizing" else self.job_log[:1]
-        body = "".join(line + "\n" for line in lines).encode()
-        return 200, {"Content-Type": "text/plain", "Content-Length": str(len(body))}, body
+        return "".join(line + "\n" for line in lines).encode()
 
     # ---- the job's identity and the workspace Key Vault -----------------------------------------
 
@@ -555,11 +625,16 @@ class FakeAzure:
                 return 200, headers | {"Content-Length": "0"}, b""
             self.blobs[key] = body
             return 201, headers | {"Content-Length": "0", "x-ms-request-server-encrypted": "true"}, b""
-        if key not in self.blobs:
+        data = self.blobs.get(key)
+        if data is None:
+            data = self._log_text(key)
+        if data is None:
             return 404, headers | {"x-ms-error-code": "BlobNotFound", "Content-Length": "0"}, b""
-        data = self.blobs[key]
-        size = {"Content-Length": str(len(data)), "x-ms-blob-type": "BlockBlob"}
-        return 200, headers | size, b"" if method == "HEAD" else data
+        headers |= {"x-ms-blob-type": "BlockBlob", "Accept-Ranges": "bytes"}
+        wanted = self._header("x-ms-range") or self._header("range")
+        if method == "GET" and wanted:
+            return _ranged(headers, data, wanted)
+        return 200, headers | {"Content-Length": str(len(data))}, b"" if method == "HEAD" else data
 
 
 DISTRIBUTION_TYPES = ("PyTorch", "TensorFlow", "Mpi", "Ray")
@@ -605,11 +680,36 @@ def _is_blob(host: str, path: str) -> bool:
     return host.endswith(f".blob.{STORAGE_SUFFIX}") or path.startswith(f"/{ACCOUNT}/")
 
 
+def _ranged(headers: dict[str, str], data: bytes, wanted: str) -> Response:
+    """A ranged GET (``x-ms-range``/``Range: bytes=START-[END]``): 206 with ``Content-Range``; a start
+    at or past the end is 416 InvalidRange (learn.microsoft.com/rest/api/storageservices/
+    specifying-the-range-header-for-blob-service-operations)."""
+    found = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted.strip())
+    if found is None:
+        return 400, headers | {"x-ms-error-code": "InvalidHeaderValue", "Content-Length": "0"}, b""
+    start = int(found.group(1))
+    end = min(int(found.group(2)) if found.group(2) else len(data) - 1, len(data) - 1)
+    if start >= len(data):
+        invalid = {
+            "x-ms-error-code": "InvalidRange",
+            "Content-Range": f"bytes */{len(data)}",
+            "Content-Length": "0",
+        }
+        return 416, headers | invalid, b""
+    part = data[start : end + 1]
+    ranged = {"Content-Range": f"bytes {start}-{end}/{len(data)}", "Content-Length": str(len(part))}
+    return 206, headers | ranged, part
+
+
 def _blob_list(blobs: dict[str, bytes], container: str, query: dict[str, list[str]]) -> bytes:
     prefix = container.rstrip("/") + "/" + query.get("prefix", [""])[0]
-    names = [k[len(container.rstrip("/")) + 1 :] for k in blobs if k.startswith(prefix)]
-    properties = "<Properties><Content-Length>1</Content-Length></Properties>"
-    items = "".join(f"<Blob><Name>{n}</Name>{properties}</Blob>" for n in names)
+    found = {k[len(container.rstrip("/")) + 1 :]: len(v) for k, v in blobs.items() if k.startswith(prefix)}
+    items = "".join(
+        f"<Blob><Name>{name}</Name><Properties><Last-Modified>Wed, 01 Jan 2025 00:00:00 GMT</Last-Modified>"
+        f"<Etag>0x1</Etag><Content-Length>{size}</Content-Length><BlobType>BlockBlob</BlobType></Properties>"
+        f"<Metadata /></Blob>"
+        for name, size in sorted(found.items())
+    )
     return (
         '<?xml version="1.0" encoding="utf-8"?><EnumerationResults>'
         f"<Blobs>{items}</Blobs><NextMarker/></EnumerationResults>"

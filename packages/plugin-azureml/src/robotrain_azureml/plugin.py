@@ -44,8 +44,9 @@ def robotrain_add_options(options: OptionRegistry) -> None:
         Option("compute", "Azure ML compute: NAME, azureml:NAME or its ARM id "
                "(default: k8s-<AKS cluster> from Terraform)", env="AZUREML_COMPUTE",
                terraform=_compute_from_terraform),
-        Option("instance_type", "instance type on the compute", default="gpuspot",
-               env="AZUREML_INSTANCE_TYPE"),
+        Option("instance_type", "instance type on the compute (gpuspot: spot nodes, which can be taken "
+               "away mid-run; add --retries 3 to resubmit a preempted job from its checkpoints)",
+               default="gpuspot", env="AZUREML_INSTANCE_TYPE"),
         Option("display_name", "job display name in Studio (default: --job-name or the workload's)",
                env="AZUREML_DISPLAY_NAME"),
         Option("stream", "follow the job's logs after submitting", kind=bool, default=False),
@@ -129,3 +130,23 @@ def robotrain_cancel(platform: str, job_id: str, settings: Settings) -> JobStatu
     from robotrain_azureml import service
 
     return service.cancel(job_id, settings)
+
+
+@hookimpl
+def robotrain_latest_checkpoint(platform: str, job_id: str, settings: Settings) -> str | None:
+    if platform != NAME:
+        return None
+    from robotrain_azureml import service
+
+    return service.latest_checkpoint(job_id, settings)
+
+
+@hookimpl
+def robotrain_download(
+    platform: str, job_id: str, destination: Path, settings: Settings
+) -> list[Path] | None:
+    if platform != NAME:
+        return None
+    from robotrain_azureml import service
+
+    return service.download(job_id, destination, settings)

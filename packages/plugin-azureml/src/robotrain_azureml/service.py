@@ -11,11 +11,20 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from robotrain.errors import UserError
 from robotrain.history import record_submission
-from robotrain.job import DatasetRef, JobSpec, JobStatus, ModelRef, Submission
+from robotrain.job import (
+    FAILED,
+    OUT_OF_MEMORY,
+    PREEMPTED,
+    DatasetRef,
+    JobSpec,
+    JobStatus,
+    ModelRef,
+    Submission,
+)
 from robotrain.settings import Settings
 from robotrain_azureml import spec
 from robotrain_azureml.spec import AzureJob, Workspace
@@ -28,6 +37,8 @@ PLATFORM = "azureml"
 RETRIES = 3
 """Bounded retries of the SDK's policy for transient failures (connection errors, 408/429/5xx)."""
 CONTENT_TAG = "content_sha256"
+SPOT = "spot"
+"""An instance type with this in its name runs on spot (low-priority) nodes, like the default ``gpuspot``."""
 STATES = {
     "notstarted": "queued", "queued": "queued", "scheduled": "queued",
     "preparing": "starting", "provisioning": "starting", "starting": "starting",
@@ -37,6 +48,16 @@ STATES = {
 }  # fmt: skip
 """Every state the service reports (``azure.ai.ml.operations._run_history_constants.JobStatus`` and the
 REST ``JobStatus`` enum) → robotrain's state."""
+PREEMPTION = re.compile(r"PreemptionError|pre-?empted", re.IGNORECASE)
+"""A failed run's error after its node was taken away. Azure ML has no preempted job state
+(``_run_history_constants.JobStatus``, REST ``JobStatus``): a low-priority AmlCompute job is either
+restarted by the service (it goes back to Queued and runs again under the same name, see the README)
+or ends Failed with "AzureMLCompute job failed. PreemptionError: Nodes of this job got pre-empted.
+..." (MicrosoftDocs/azure-docs#66288, Azure/MachineLearningNotebooks#1242)."""
+OUT_OF_MEMORY_ERROR = re.compile(r"OOMKilled|out of memory|OutOfMemoryError", re.IGNORECASE)
+"""A failed run's error when a process ran out of memory: Kubernetes' container termination reason
+``OOMKilled`` (Kubernetes compute), the kernel's "Out of memory: Killed process", PyTorch's
+``torch.OutOfMemoryError: CUDA out of memory``."""
 USER_LOG = re.compile(r"^user_logs/std_log.*\.txt$")
 """The job's own output (``JobLogPattern.COMMON_RUNTIME_ALL_USER_LOG_PATTERN`` in the SDK)."""
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -160,7 +181,7 @@ def command_node(azure_job: AzureJob) -> Command:
 
     inputs: dict[str, Any] = dict(azure_job.inputs)
     inputs |= {name: Input(type="uri_folder", path=uri, mode="ro_mount")
-               for name, uri in azure_job.data_inputs.items()}  # fmt: skip
+               for name, uri in {**azure_job.data_inputs, **azure_job.mounted_inputs}.items()}  # fmt: skip
     outputs = {spec.CHECKPOINTS: Output(type="uri_folder", mode="upload")}
     outputs |= {name: Output(type="uri_folder", path=uri, mode="upload")
                 for name, uri in azure_job.data_outputs.items()}  # fmt: skip
@@ -289,6 +310,11 @@ def submit(job: JobSpec, settings: Settings) -> Submission | None:
     submission = Submission(PLATFORM, created, url, {"environment": azure_job.environment_ref,
                                                      "checkpoints": checkpoints})  # fmt: skip
     print(f"job name: {created}\nstudio: {url}")  # core prints details["checkpoints"]
+    if SPOT in azure_job.instance_type.lower() and not settings.get("retries"):
+        print(
+            f"note: instance type {azure_job.instance_type} runs on spot nodes, which Azure can take away "
+            f"mid-run; --retries 3 resubmits a preempted job from its checkpoints"
+        )
     if settings.get("stream"):
         record_submission(settings.state_dir, submission)  # in history even if the stream fails
         _stream(ml, created)
@@ -411,7 +437,37 @@ def _state_of(ml: MLClient, job_id: str) -> JobStatus:
 
 
 def status(job_id: str, settings: Settings) -> JobStatus:
-    return _state_of(client(settings), job_id)
+    """The job's state; a failed job's run error says whether it was preempted or ran out of memory."""
+    ml = client(settings)
+    state = _state_of(ml, job_id)
+    if state.state != FAILED:
+        return state
+    with azure_errors(f"job {job_id}"):
+        details = ml.jobs._runs_operations.get_run_details(job_id)
+    return classified(state, _run_error(details))
+
+
+def _run_error(details: object) -> str:
+    """``RunDetails.error.error`` (a ``RootError``) as "code: message", with its nested details."""
+    parts: list[str] = []
+    pending = [getattr(getattr(details, "error", None), "error", None)]
+    while pending:
+        error = pending.pop(0)
+        if error is None:
+            continue
+        parts += [str(getattr(error, "code", "") or ""), str(getattr(error, "message", "") or "")]
+        pending += list(getattr(error, "details", None) or [])
+    return _ANSI.sub("", " ".join(" ".join(part for part in parts if part).split()))
+
+
+def classified(status: JobStatus, error: str) -> JobStatus:
+    """A failed job as robotrain names its end: preempted, out of memory, or failed, with the error."""
+    details = {**status.details, "error": error[:400]}
+    if PREEMPTION.search(error):
+        return JobStatus(PLATFORM, status.job_id, PREEMPTED, details)
+    if OUT_OF_MEMORY_ERROR.search(error):
+        details[OUT_OF_MEMORY] = True
+    return JobStatus(PLATFORM, status.job_id, FAILED, details)
 
 
 def _text(value: object) -> str:
@@ -601,3 +657,116 @@ def register_model(source: str, name: str, settings: Settings) -> ModelRef:
 
 def _model_uri(name: str, version: object) -> str:
     return f"azureml:{name}:{version}"
+
+
+def latest_checkpoint(job_id: str, settings: Settings) -> str:
+    """``azureml://jobs/<job>/outputs/checkpoints/paths/`` when the job's checkpoint output holds a file,
+    else "". The next attempt's train mounts that URI (read-only) for ``--checkpoint-uri``; the
+    training code picks the newest checkpoint inside it."""
+    ml = client(settings)
+    datastore, prefix = checkpoint_location(ml, job_id)
+    with azure_errors(f"checkpoints of job {job_id}"):
+        written = any(True for _ in _blobs(_container(ml, datastore), prefix))
+    return spec.job_output_uri(job_id, spec.CHECKPOINTS) if written else ""
+
+
+def checkpoint_location(ml: MLClient, job_id: str) -> tuple[str, str]:
+    """(datastore, blob prefix) of the job's ``checkpoints`` output.
+
+    Its path when the job names one, else where Azure ML puts an output without a path:
+    ``azureml/<job>/<output>/`` on the workspace's default datastore (the place the SDK's own
+    ``JobOperations._get_named_output_uri`` looks for such an output).
+    """
+    from azure.ai.ml._utils._storage_utils import AzureMLDatastorePathUri
+
+    with azure_errors(f"job {job_id}"):
+        found = ml.jobs.get(job_id)
+        output = (found.outputs or {}).get(spec.CHECKPOINTS)
+        path = str(getattr(output, "path", None) or "")
+        if path.startswith("azureml://datastores/") or path.startswith("azureml://subscriptions/"):
+            parsed = AzureMLDatastorePathUri(path)
+            return str(parsed.datastore), str(parsed.path).rstrip("/") + "/"
+        default = ml.datastores.get_default().name
+    return str(default), f"azureml/{job_id}/{spec.CHECKPOINTS}/"
+
+
+def _container(ml: MLClient, datastore: str) -> Any:
+    """A blob ``ContainerClient`` on the datastore, signed in as the SDK's own downloads are
+    (``_artifact_utilities.get_datastore_info``: a SAS from the datastore, else the user's token)."""
+    from azure.ai.ml._artifacts._artifact_utilities import get_datastore_info
+    from azure.storage.blob import ContainerClient
+
+    info = get_datastore_info(ml.datastores, datastore)
+    if str(info["storage_type"]) != "AzureBlob":
+        raise UserError(
+            f"datastore {datastore} is {info['storage_type']}; robotrain downloads from Azure Blob "
+            f"datastores only (use `az ml job download`)"
+        )
+    return ContainerClient(info["account_url"], info["container_name"], credential=info["credential"],
+                           retry_total=RETRIES)  # fmt: skip
+
+
+def _blobs(container: Any, prefix: str) -> Iterator[Any]:
+    """The files under ``prefix`` (a Data Lake folder marker, ``hdi_isfolder``, is not a file)."""
+    for blob in container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+        if (blob.metadata or {}).get("hdi_isfolder") != "true":
+            yield blob
+
+
+def download(job_id: str, destination: Path, settings: Settings) -> list[Path]:
+    """The job's checkpoint output into ``checkpoints/`` and its run logs into ``logs/``.
+
+    Files are read with ranged GETs (``download_blob(offset=...)``), so ``transfer.fetch`` picks a
+    stopped download up where it ended. The SDK's ``jobs.download`` rewrites whole files and
+    refuses jobs that are not finished; this reads whatever is there now.
+    """
+    from robotrain.transfer import fetch
+
+    ml = client(settings)
+    datastore, prefix = checkpoint_location(ml, job_id)
+    with azure_errors(f"downloading job {job_id}"):
+        container = _container(ml, datastore)
+        files = [_blob_file(container.get_blob_client(blob.name), f"checkpoints/{blob.name[len(prefix):]}",
+                            blob.size) for blob in _blobs(container, prefix)]  # fmt: skip
+        files += _log_files(ml, job_id)
+        if not files:
+            raise UserError(
+                f"job {job_id} has no checkpoints or logs yet; `invoke status {job_id}` shows its state"
+            )
+        return fetch(files, destination, f"azureml job {job_id}")
+
+
+def _log_files(ml: MLClient, job_id: str) -> list[Any]:
+    """Every log file of the run (``RunDetails.log_files``: name → SAS URL of a blob)."""
+    from azure.storage.blob import BlobClient
+
+    details = ml.jobs._runs_operations.get_run_details(job_id)
+    files = []
+    for name, url in sorted((details.log_files or {}).items()):
+        blob = BlobClient.from_blob_url(url, retry_total=RETRIES)
+        files.append(_blob_file(blob, f"logs/{name}", blob.get_blob_properties().size))
+    return files
+
+
+def _blob_file(blob: Any, relative: str, size: int) -> Any:
+    from robotrain.transfer import RemoteFile
+
+    def open_at(offset: int) -> BinaryIO:
+        return io.BufferedReader(_BlobReader(blob.download_blob(offset=offset or None)))
+
+    return RemoteFile(relative, int(size), open_at)
+
+
+class _BlobReader(io.RawIOBase):
+    """A ``StorageStreamDownloader`` as a readable file (it fetches the blob in ranged chunks)."""
+
+    def __init__(self, downloader: Any) -> None:
+        self._downloader = downloader
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._downloader.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

@@ -30,6 +30,7 @@ from robotrain.terraform import aks_compute_name
 
 CHECKPOINTS = CHECKPOINT_OUTPUT
 CHECKPOINT_ENV = CHECKPOINT_OUTPUT_VARIABLE
+FOLDER_URIS = ("azureml://jobs/", "azureml://datastores/")
 STUDIO = "https://ml.azure.com/runs/{job}?wsid={workspace_id}"
 FINGERPRINT_TAG = "robotrain_fingerprint"
 """Job tag holding the submission's fingerprint: a retried PUT that finds the name taken checks it."""
@@ -241,6 +242,9 @@ class AzureJob:
     inputs: Mapping[str, str | int] = field(default_factory=dict)
     data_inputs: Mapping[str, str] = field(default_factory=dict)
     data_outputs: Mapping[str, str] = field(default_factory=dict)
+    mounted_inputs: Mapping[str, str] = field(default_factory=dict)
+    """Command values that are ``azureml://`` folders (a checkpoint to resume from): mounted read-only,
+    the command gets the mounted path."""
     environment_variables: Mapping[str, str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     timeout_seconds: int | None = None
@@ -282,7 +286,7 @@ def job_document(azure_job: AzureJob) -> dict[str, object]:
     """The command job as the SDK's ``CommandJob.dump`` writes it, built without the SDK."""
     inputs: dict[str, object] = dict(azure_job.inputs)
     inputs |= {name: {"type": "uri_folder", "path": uri, "mode": "ro_mount"}
-               for name, uri in azure_job.data_inputs.items()}  # fmt: skip
+               for name, uri in {**azure_job.data_inputs, **azure_job.mounted_inputs}.items()}  # fmt: skip
     outputs: dict[str, object] = {CHECKPOINTS: {"type": "uri_folder", "mode": "upload"}}
     outputs |= {name: {"type": "uri_folder", "mode": "upload", "path": uri}
                 for name, uri in azure_job.data_outputs.items()}  # fmt: skip
@@ -368,6 +372,17 @@ def translate_command(command: Sequence[str]) -> tuple[list[str], dict[str, str 
         words.append(word)
         index += 1
     return words, inputs
+
+
+def mounted_inputs(inputs: Mapping[str, str | int]) -> dict[str, str]:
+    """The command values that are Azure ML folder URIs, which the job mounts instead of passing on.
+
+    ``azureml://jobs/<job>/outputs/<output>/paths/<path>`` (another job's output, e.g. the checkpoints of
+    a preempted attempt) and ``azureml://datastores/<datastore>/paths/<path>`` are the URIs a
+    ``uri_folder`` input takes (learn.microsoft.com/azure/machine-learning/how-to-read-write-data-v2).
+    """
+    return {name: value for name, value in inputs.items()
+            if isinstance(value, str) and value.startswith(FOLDER_URIS)}  # fmt: skip
 
 
 def render_command(
@@ -523,6 +538,8 @@ def build(
     """
     workspace = workspace_from(settings)
     words, inputs = translate_command(job.command)
+    mounted = mounted_inputs(inputs)
+    inputs = {name: value for name, value in inputs.items() if name not in mounted}
     data_inputs = {name: data_input_path(name, ref) for name, ref in job.inputs.items()}
     for name in data_inputs:
         if name in inputs:
@@ -530,7 +547,7 @@ def build(
     secrets = key_vault_secrets(job, settings)
     check_distribution(job)
     command = render_command(words, list(data_inputs), bool(secrets), single_node_rendezvous(job))
-    check_references(command, {**inputs, **data_inputs}, {CHECKPOINTS: "", **job.outputs})
+    check_references(command, {**inputs, **data_inputs, **mounted}, {CHECKPOINTS: "", **job.outputs})
     environment = {**job.environment, **distribution_variables(job)}
     authority = authority or authority_host(cloud_from(settings))
     if authority and "AZURE_AUTHORITY_HOST" in environment:
@@ -555,6 +572,7 @@ def build(
         inputs=inputs,
         data_inputs=data_inputs,
         data_outputs=dict(job.outputs),
+        mounted_inputs=mounted,
         environment_variables=environment,
         tags=dict(job.tags),
         timeout_seconds=job.timeout_seconds,
