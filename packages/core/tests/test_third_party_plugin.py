@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -75,9 +76,11 @@ class Venv:
         else:
             self._run([str(self.python), "-m", "pip", "install", "--quiet", *targets])
 
-    def invoke(self, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    def invoke(self, *args: str, cwd: Path, path: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """``invoke ARGS`` of this venv; ``path``: a folder put first on PATH (stand-in commands)."""
         command = [str(self.path / "bin" / "invoke"), "--search-root", str(REPO), *args]
-        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+        env = None if path is None else os.environ | {"PATH": f"{path}{os.pathsep}{os.environ['PATH']}"}
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False, env=env)
 
     @staticmethod
     def _run(command: list[str]) -> None:
@@ -117,3 +120,27 @@ def test_third_party_plugins_in_a_core_only_venv(tmp_path: Path) -> None:
     local = venv.invoke("train", "--platform", "local", "--partition", "x", "--dry-run", cwd=project)
     assert local.returncode == 2
     assert "--partition belongs to plugin 'slurm'" in local.stderr
+
+    slurm_bin = stand_in_slurm(tmp_path / "bin")
+    submitted = venv.invoke("train", "--platform", "slurm", cwd=project, path=slurm_bin)
+    assert submitted.returncode == 0, submitted.stderr
+    assert submitted.stdout.strip() == "slurm job 4242"
+    listed = venv.invoke("jobs", cwd=project, path=slurm_bin)
+    assert listed.returncode == 0, listed.stderr
+    row = listed.stdout.splitlines()[1].split()
+    assert row[:6] == ["4242", "slurm", "isaaclab", "isaaclab-training", "1", "running"]
+    download = venv.invoke("download", "4242", cwd=project, path=slurm_bin)
+    assert download.returncode == 2
+    assert download.stderr.splitlines()[-1] == (
+        "robotrain: error: download is not supported by platform 'slurm' (its plugin has no such hook)"
+    )
+    assert not (project / "downloads").exists()
+
+
+def stand_in_slurm(folder: Path) -> Path:
+    """``sbatch --parsable`` answering a job id and ``squeue`` saying it runs (Slurm's output formats)."""
+    folder.mkdir()
+    for name, script in (("sbatch", "cat > /dev/null; echo '4242;cluster'"), ("squeue", "echo RUNNING")):
+        (folder / name).write_text(f"#!/bin/sh\n{script}\n")
+        (folder / name).chmod(0o755)
+    return folder
