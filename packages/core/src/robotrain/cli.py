@@ -285,6 +285,11 @@ def _submit_and_report(
     from robotrain import lifecycle, recovery
 
     policy = recovery.policy(settings, lifecycle.workload_options(plugins, job.workload))
+    if policy.watching and not lifecycle.implements(plugins, "robotrain_status", platform):
+        raise UserError(
+            f"--retries: platform {platform!r} does not report job states, so train cannot watch its "
+            f"jobs; leave out --retries"
+        )
     submission = _attempts(plugins, platform, job, settings, policy, fields)
     if output == "json":
         _print_json(vars(submission))

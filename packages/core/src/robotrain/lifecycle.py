@@ -42,6 +42,12 @@ def settings_record(plugins: Plugins, settings: Settings, platform: str, workloa
     return recorded
 
 
+def implements(plugins: Plugins, hook: str, platform: str) -> bool:
+    """Whether the plugin that provides ``platform`` implements ``hook``."""
+    owner = plugins.platforms.owners[platform]
+    return any(impl.plugin_name == owner for impl in getattr(plugins.hook, hook).get_hookimpls())
+
+
 def workload_options(plugins: Plugins, workload: str) -> set[str]:
     owner = plugins.workloads.owners[workload]
     return {option.name for option in plugins.options if plugins.options.owner(option.name) == owner}

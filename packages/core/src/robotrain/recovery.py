@@ -83,7 +83,9 @@ def overrides(step: str, checkpoint: str | None, settings: Any) -> dict[str, Any
 
 def describe(step: str, checkpoint: str | None, changes: dict[str, Any]) -> str:
     if step == "resume":
-        return f"resuming from {checkpoint}" if checkpoint else "it wrote no checkpoint, so starting again"
+        if checkpoint is None:
+            return "starting again (the platform cannot tell its newest checkpoint)"
+        return f"resuming from {checkpoint}" if checkpoint else "starting again (it wrote no checkpoint)"
     if step == "halve-envs":
         return f"with --num-envs {changes[ENVIRONMENTS_OPTION]}"
     return "starting again"
