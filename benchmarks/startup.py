@@ -64,7 +64,7 @@ def hello(c):
 
 # --- the stand-ins (both sides) ------------------------------------------------------------------
 
-RECORD = 'printf \'%s\\n\' "$(basename "$0") $1 $2" >> "$BENCH_CALLS"\n'
+RECORD = 'printf \'%s\\n\' "${0##*/} $1 $2" >> "$BENCH_CALLS"\n'
 STAND_INS = {
     "osmo": "#!/bin/bash\n"
     + RECORD

@@ -82,3 +82,39 @@ def test_an_unwritable_cache_only_costs_speed(tmp_path: Path) -> None:
     (tmp_path / "cache").write_text("a file where the cache folder would be")
     assert probe(tmp_path, site) == probe(tmp_path, site)
     assert probe(tmp_path, site)[0] == "loaded"
+
+
+RUN_PROBE = """
+from robotrain.cli import build_namespace, load_plugins
+build_namespace()
+plugins = load_plugins()
+print(sorted((i.name, i.distribution, i.version, tuple(i.options)) for i in plugins.infos.values()))
+"""
+
+
+def run_probe(tmp_path: Path, site: Path) -> str:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONPATH": str(site)}
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+def test_a_command_finds_the_same_plugins_through_the_cache(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    write_plugin(site, ("probe_one",))
+    scanned = run_probe(tmp_path, site)
+    assert "('cacheprobe', 'cacheprobe', '0.1', ('probe_one',))" in scanned
+    assert run_probe(tmp_path, site) == scanned
+
+
+def test_an_entry_point_edited_in_place_is_found_again(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    write_plugin(site, ("probe_one",))
+    (site / "otherprobe.py").write_text(PLUGIN.format(names=("probe_other",)))
+    run_probe(tmp_path, site)
+    declared = site / "cacheprobe-0.1.dist-info" / "entry_points.txt"
+    declared.write_text("[robotrain]\ncacheprobe = otherprobe\n")
+    later = declared.stat().st_mtime + 10
+    os.utime(declared, (later, later))
+    assert "('cacheprobe', 'cacheprobe', '0.1', ('probe_other',))" in run_probe(tmp_path, site)

@@ -4,8 +4,9 @@ Building the command line needs only each option's flag, type and help. They are
 loading every plugin, then kept in ``$XDG_CACHE_HOME/robotrain/`` (default ``~/.cache/robotrain``)
 keyed by the interpreter and its import path. The cache is used while nothing it was made from has
 changed: the import-path folders (installing or removing a distribution changes them) and every source
-file of every plugin package (editing an editable plugin). Commands that run still load the plugins
-themselves; only the parser is built from the cache.
+file of every plugin package (editing an editable plugin), and the metadata file declaring each
+plugin's entry point. Commands that run still load the plugins themselves, but take the entry points
+and core's version from the cache instead of scanning every installed distribution's metadata.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 
 from robotrain.options import Option, OptionRegistry
 
-FORMAT = 2
+FORMAT = 3
+DISCOVERED_FIELDS = ("name", "value", "distribution", "version", "declared_in")
 KINDS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "list": list}
 FIELDS = ("name", "help", "env", "choices", "negation", "aliases")
 
@@ -56,29 +58,77 @@ def _stamps(packages: list[str]) -> dict[str, int | None]:
     return {path: _stamp(path) for path in paths}
 
 
-def cached_options() -> tuple[OptionRegistry, list[str]] | None:
-    """The options and discovery warnings recorded for this environment, if still current."""
+def _current() -> dict[str, Any] | None:
+    """The cache recorded for this environment, if nothing it was made from has changed."""
     try:
         data = json.loads(cache_file().read_text(encoding="utf-8"))
         if data.get("format") != FORMAT or _stamps(data["packages"]) != data["stamps"]:
             return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def cached_options() -> tuple[OptionRegistry, list[str]] | None:
+    """The options and discovery warnings recorded for this environment, if still current."""
+    data = _current()
+    if data is None:
+        return None
+    try:
         registry = OptionRegistry()
         for entry in data["options"]:
             registry.add(_option(entry))
         return registry, list(data["warnings"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
 
 
-def store_options(registry: OptionRegistry, warnings: list[str], modules: Iterable[Any]) -> None:
-    """Record the options of a full plugin load; failures to write are ignored (it is only a cache)."""
-    packages = sorted({folder for module in modules if (folder := _package_folder(module))})
+Declared = tuple[str, str, str, str, str | None]
+"""An entry point as recorded: name, value, distribution, version, the metadata file declaring it."""
+
+
+def cached_discovery() -> tuple[list[Declared], str] | None:
+    """The entry points (``robotrain.plugins.Discovered`` fields, in order) and core's version recorded
+    for this environment, if still current."""
+    data = _current()
+    if data is None:
+        return None
+    entries, version = data.get("entry_points"), data.get("core_version")
+    if not isinstance(entries, list) or not isinstance(version, str) or not version:
+        return None
+    found: list[Declared] = []
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) != set(DISCOVERED_FIELDS):
+            return None
+        name, value, distribution, dist_version, declared_in = (entry[field] for field in DISCOVERED_FIELDS)
+        if not all(isinstance(part, str) for part in (name, value, distribution, dist_version)):
+            return None
+        found.append(
+            (name, value, distribution, dist_version, declared_in if isinstance(declared_in, str) else None)
+        )
+    return found, version
+
+
+def store_options(
+    registry: OptionRegistry,
+    warnings: list[str],
+    modules: Iterable[Any],
+    discovered: Iterable[Any] = (),
+    core_version: str = "",
+) -> None:
+    """Record the options and entry points of a full plugin load; failures to write are ignored (it is
+    only a cache). ``discovered`` holds ``robotrain.plugins.Discovered`` records."""
+    entry_points = [{field: getattr(found, field) for field in DISCOVERED_FIELDS} for found in discovered]
+    declarations = {entry["declared_in"] for entry in entry_points if entry["declared_in"]}
+    packages = sorted({folder for module in modules if (folder := _package_folder(module))} | declarations)
     data = {
         "format": FORMAT,
         "packages": packages,
         "stamps": _stamps(packages),
         "options": [_entry(option) for option in registry],
         "warnings": warnings,
+        "entry_points": entry_points,
+        "core_version": core_version,
     }
     import tempfile
 
@@ -144,5 +194,11 @@ def parser_options() -> OptionRegistry:
     from robotrain.plugins import load_plugins
 
     plugins = load_plugins()
-    store_options(plugins.options, plugins.warnings, plugins.manager.get_plugins())
+    store_options(
+        plugins.options,
+        plugins.warnings,
+        plugins.manager.get_plugins(),
+        plugins.discovered,
+        plugins.core_version,
+    )
     return plugins.options

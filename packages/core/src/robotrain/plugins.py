@@ -1,4 +1,8 @@
-"""Plugin discovery: built-ins first, then each ``robotrain`` entry point on its own."""
+"""Plugin discovery: built-ins first, then each ``robotrain`` entry point on its own.
+
+The entry points (and core's version) come from the environment's option cache while it is current
+(robotrain.option_cache), else from scanning the installed distributions' metadata.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import pluggy
 
 from robotrain import hookspecs
 from robotrain.errors import UserError
-from robotrain.option_cache import warn
+from robotrain.option_cache import cached_discovery, warn
 from robotrain.options import OptionRegistry
 from robotrain.registry import Catalog, Platform, Workload
 from robotrain.settings import CLI, ProjectConfig, Settings
@@ -24,6 +28,40 @@ BUILTINS = {
     "isaaclab": "robotrain.workloads.isaaclab",
     "local": "robotrain.platforms.local",
 }
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """One ``robotrain`` entry point: its name, ``module[:attribute]``, distribution and version, and the
+    metadata file that declares it (None when unknown)."""
+
+    name: str
+    value: str
+    distribution: str
+    version: str
+    declared_in: str | None = None
+
+    @classmethod
+    def of(cls, entry_point: metadata.EntryPoint) -> Discovered:
+        dist = entry_point.dist
+        folder = getattr(dist, "_path", None)  # PathDistribution's dist-info folder
+        return cls(
+            entry_point.name,
+            entry_point.value,
+            dist.name if dist else "?",
+            dist.version if dist else "?",
+            str(folder / "entry_points.txt") if folder is not None else None,
+        )
+
+    def load(self) -> Any:
+        """The plugin object, found as ``EntryPoint.load`` finds it."""
+        match = metadata.EntryPoint.pattern.match(self.value)
+        if match is None:
+            raise ValueError(f"entry point value {self.value!r} is not module[:attribute]")
+        found = import_module(match.group("module"))
+        for part in filter(None, (match.group("attr") or "").split(".")):
+            found = getattr(found, part)
+        return found
 
 
 @dataclass
@@ -59,6 +97,8 @@ class Plugins:
         self.platforms: Catalog[Platform] = Catalog("platform")
         self.infos: dict[str, PluginInfo] = {}
         self.warnings: list[str] = []
+        self.discovered: list[Discovered] = []
+        self.core_version = ""
         self._warn_line = warn
 
     def _warn(self, message: str) -> None:
@@ -69,17 +109,20 @@ class Plugins:
     def hook(self) -> Any:
         return self.manager.hook
 
-    def load(self, entry_points: Iterable[metadata.EntryPoint]) -> None:
-        core_version = metadata.version("robotrain-core")
+    def load(
+        self, entry_points: Iterable[metadata.EntryPoint | Discovered], core_version: str | None = None
+    ) -> None:
+        self.core_version = core_version or metadata.version("robotrain-core")
         for name, module in BUILTINS.items():
-            self._register(name, import_module(module), "robotrain-core", core_version)
+            self._register(name, import_module(module), "robotrain-core", self.core_version)
         for entry_point in entry_points:
-            self._load_entry_point(entry_point)
+            found = entry_point if isinstance(entry_point, Discovered) else Discovered.of(entry_point)
+            self.discovered.append(found)
+            self._load_entry_point(found)
         self._collect()
 
-    def _load_entry_point(self, entry_point: metadata.EntryPoint) -> None:
-        dist = entry_point.dist
-        dist_name, version = (dist.name, dist.version) if dist else ("?", "?")
+    def _load_entry_point(self, entry_point: Discovered) -> None:
+        dist_name, version = entry_point.distribution, entry_point.version
         if entry_point.name in self.infos:
             self._warn(f"plugin {entry_point.name!r} from {dist_name} is skipped: the name is taken")
             return
@@ -151,8 +194,13 @@ class Plugins:
 def load_plugins() -> Plugins:
     """The process-wide plugin set (built-ins plus installed entry points)."""
     plugins = Plugins(warn)
-    plugins.load(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    recorded = cached_discovery()
+    if recorded is not None:
+        entry_points, core_version = recorded
+        plugins.load([Discovered(*entry) for entry in entry_points], core_version)
+    else:
+        plugins.load(metadata.entry_points(group=ENTRY_POINT_GROUP))
     return plugins
 
 
-__all__ = ["CLI", "PluginInfo", "Plugins", "load_plugins"]
+__all__ = ["CLI", "Discovered", "PluginInfo", "Plugins", "load_plugins"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +75,8 @@ def _config_table(folder: Path) -> tuple[Path, dict[str, Any]] | None:
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only when the project has a config file
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
