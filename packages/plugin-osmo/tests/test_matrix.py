@@ -194,7 +194,9 @@ def test_accepted_combination_passes_the_stand_in(osmo: FakeOsmo, in_process: Ca
         name = spec["workflow"]["name"]
         kept = {"url": f"{URL}/checkpoints/{name}/{{{{workflow_id}}}}"}
         assert task["outputs"][0] == (
-            kept if version == (6, 4) else {"dataset": {"name": f"training/{name}-checkpoints"}}
+            kept
+            if version == (6, 4)
+            else {"dataset": {"name": f"training/{name}-checkpoints:{{{{workflow_id}}}}"}}
         )
         if case.workload == "lerobot":
             _assert_lerobot_input(task, version)

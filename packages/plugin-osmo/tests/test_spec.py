@@ -70,7 +70,10 @@ def test_dry_run_shows_client_version_submit_command_and_checkpoint_place(
     assert "# OSMO client 6.3 (assumed: no osmo CLI on PATH" not in text  # the stand-in is on PATH
     assert "# OSMO client 6.3 (the installed osmo CLI)" in text
     assert "# submitted as: osmo workflow submit '<spec file>' -t json -p p1 --set-env A=1" in text
-    assert "# checkpoints are kept in: OSMO dataset training/isaaclab-training-checkpoints" in text
+    assert (
+        "# checkpoints are kept in: dataset://training/isaaclab-training-checkpoints:{{workflow_id}}/checkpoints"
+        in text
+    )
     assert spec["workflow"]["timeout"] == {"exec_timeout": 3600}
     assert task_of(spec)["environment"]["DEBUG_LEVEL"] == "2"
     assert [argv[0] for argv in osmo.argvs()] in ([], ["version"])
@@ -104,8 +107,11 @@ def test_dataset_spec_with_storage_url_is_content_addressed(osmo: FakeOsmo, proj
     (item,) = task_of(spec)["inputs"]
     assert item["url"].startswith("s3://bucket/robotrain/training-code/")
     assert len(item["url"].rsplit("/", 1)[1]) == 12
-    assert task_of(spec)["outputs"] == [
-        {"url": "s3://bucket/robotrain/checkpoints/isaaclab-training/{{workflow_id}}"}
+    kept = "s3://bucket/robotrain/checkpoints/isaaclab-training/{{workflow_id}}"
+    assert task_of(spec)["outputs"] == [{"url": kept}]
+    # uploaded while the task runs too, so a preempted task leaves its checkpoints behind
+    assert task_of(spec)["checkpoint"] == [
+        {"path": "{{output}}/checkpoints", "url": f"{kept}/checkpoints", "frequency": 600}
     ]
 
 

@@ -37,7 +37,7 @@ def test_submit_sends_the_spec_first_with_options_and_extra_args(osmo: FakeOsmo,
     assert record["job_id"] == "isaaclab-training-1"
     assert record["url"] == "https://osmo.example.com/workflows/isaaclab-training-1"
     assert record["details"]["logs"] == "https://osmo.example.com/api/workflow/isaaclab-training-1/logs"
-    checkpoints = "s3://bucket/robotrain/checkpoints/isaaclab-training/isaaclab-training-1"
+    checkpoints = "s3://bucket/robotrain/checkpoints/isaaclab-training/isaaclab-training-1/checkpoints"
     assert record["details"]["checkpoints"] == checkpoints
     assert osmo.submitted_spec() == yaml.safe_load(spec_path.read_text())
 
@@ -59,9 +59,15 @@ def test_train_declares_and_prints_where_checkpoints_are_kept(osmo: FakeOsmo, pr
     assert result.returncode == 0, result.stderr
     task = task_of(osmo.submitted_spec())
     assert task["environment"]["TRAINING_CHECKPOINT_OUTPUT"] == "{{output}}/checkpoints"
-    assert task["outputs"] == [{"dataset": {"name": "training/isaaclab-training-checkpoints"}}]
+    assert task["outputs"] == [
+        {"dataset": {"name": "training/isaaclab-training-checkpoints:{{workflow_id}}"}}
+    ]
+    assert "checkpoint" not in task, (
+        "6.3 keeps checkpoints in a dataset; OSMO's checkpointing takes URLs only"
+    )
     assert "osmo job isaaclab-training-1" in result.stdout
-    assert "checkpoints are kept in OSMO dataset training/isaaclab-training-checkpoints" in result.stdout
+    kept = "dataset://training/isaaclab-training-checkpoints:isaaclab-training-1/checkpoints"
+    assert f"checkpoints are kept in {kept}" in result.stdout
 
 
 def test_600_kb_archive_submits_inline(osmo: FakeOsmo, project: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from robotrain import (
@@ -18,7 +18,7 @@ from robotrain import (
     hookimpl,
 )
 from robotrain.payload_secrets import allowed_secrets
-from robotrain_osmo import config, datasets, submit
+from robotrain_osmo import config, datasets, outputs, submit
 from robotrain_osmo import follow as workflows
 
 NAME = "osmo"
@@ -88,3 +88,20 @@ def robotrain_logs(
 @hookimpl
 def robotrain_cancel(platform: str, job_id: str, settings: Settings) -> JobStatus | None:
     return workflows.cancel(job_id) if platform == NAME else None
+
+
+@hookimpl
+def robotrain_list_jobs(platform: str, job_ids: Sequence[str], settings: Settings) -> list[JobStatus] | None:
+    return workflows.list_states(job_ids) if platform == NAME else None
+
+
+@hookimpl
+def robotrain_download(
+    platform: str, job_id: str, destination: Path, settings: Settings
+) -> list[Path] | None:
+    return outputs.download(job_id, destination, settings) if platform == NAME else None
+
+
+@hookimpl
+def robotrain_latest_checkpoint(platform: str, job_id: str, settings: Settings) -> str | None:
+    return outputs.latest_checkpoint(job_id, settings) if platform == NAME else None

@@ -52,6 +52,16 @@ OSMO_TOKEN = re.compile(r"\{\{(uuid|workflow_id|output|input:[^}]+|host:[^}]+)\}
 """src/utils/job/workflow.py: the tokens the service protects from Jinja (written without inner spaces)."""
 TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#")
 ARCHIVE_MARKER = "ROBOTRAIN-INLINE-ARCHIVE"
+DATASET_SCHEME = "dataset://"
+DATASET_URI = re.compile(
+    r"^dataset://(?P<dataset>[A-Za-z0-9_-]+/[A-Za-z0-9_-]+(:[A-Za-z0-9_-]+)?)(?P<path>(/[A-Za-z0-9._-]+)*)/?$"
+)
+"""A 6.3 dataset version as ``--checkpoint-uri`` takes it: ``dataset://BUCKET/NAME:TAG/PATH``."""
+STORAGE_URI = re.compile(r"^(s3|gs|azure|swift|tos)://[^/\s]+(/\S*)?$")
+"""src/lib/utils/constants.py StorageBackendPattern: the URLs a task can mount as an input."""
+CHECKPOINT_INPUT_ENV = "ROBOTRAIN_CHECKPOINT_INPUT"
+CHECKPOINT_FREQUENCY_SECONDS = 600
+"""How often OSMO uploads the checkpoint folder while the task runs (a ``checkpoint:`` entry)."""
 """Stands for the archive's base64 text until the YAML is written (see ``to_yaml``)."""
 
 
@@ -102,7 +112,17 @@ class Layout:
     """Job input name → task input (after the code input, when there is one)."""
     checkpoint_output: dict[str, Any] = field(default_factory=dict)
     checkpoint_location: str = ""
-    """Where the checkpoint folder is kept, for people: ``dataset B/N`` or the URL."""
+    """The checkpoint folder's URI (``{{workflow_id}}`` in it), what ``--checkpoint-uri`` takes."""
+    resume_from: ResumeFrom | None = None
+    """The checkpoint the job starts from, when it is one OSMO mounts."""
+
+
+@dataclass(frozen=True)
+class ResumeFrom:
+    """A ``--checkpoint-uri`` OSMO mounts: the task input, and the URI as the job's command has it."""
+
+    uri: str
+    task_input: TaskInput
 
 
 def payload_root(job: JobSpec, config: OsmoConfig) -> str:
@@ -132,21 +152,70 @@ def too_large_inline(payload: Payload, nodes: int = 1) -> UserError:
 def checkpoint_output(
     job: JobSpec, config: OsmoConfig, version: tuple[int, int]
 ) -> tuple[dict[str, Any], str]:
-    """The declared output that keeps ``{{output}}`` after the pod: a dataset (6.3) or a URL (6.4+).
+    """The declared output that keeps ``{{output}}`` after the pod, and the URI of its checkpoint folder.
 
     src/utils/job/task.py: OutputType is DatasetInputOutput | URLInputOutput on 6.3.1, URLInputOutput
-    only from 6.4.
+    only from 6.4. A 6.3 dataset output ``BUCKET/NAME:TAG`` tags the version it makes
+    (src/runtime/pkg/data/input_output.go DatasetOutput.UploadFolder runs ``osmo dataset tag``); the tag
+    ``{{workflow_id}}`` names each run's version (src/lib/utils/common.py DatasetStructure allows
+    ``{`` and ``}`` in a workflow spec).
     """
+    folder = f"/{CHECKPOINT_OUTPUT}"
     if version < (6, 4):
-        name = f"{config.dataset_bucket}/{job.name}-{CHECKPOINT_OUTPUT}"
-        return {"dataset": {"name": name}}, f"OSMO dataset {name} (a new version when the workflow ends)"
+        name = f"{config.dataset_bucket}/{job.name}-{CHECKPOINT_OUTPUT}:{WORKFLOW_ID_TOKEN}"
+        return {"dataset": {"name": name}}, f"{DATASET_SCHEME}{name}{folder}"
     if not config.dataset_url:
         raise UserError(
             "the OSMO 6.4 CLI keeps a task's outputs only under a storage URL: set --dataset-url "
             "(or OSMO_DATA_URL), e.g. s3://my-bucket/robotrain, so the checkpoints outlive the pod"
         )
     url = f"{config.dataset_url}/{CHECKPOINT_OUTPUT}/{job.name}/{WORKFLOW_ID_TOKEN}"
-    return {"url": url}, url
+    return {"url": url}, url + folder
+
+
+def periodic_checkpoint(layout: Layout) -> list[dict[str, Any]]:
+    """``checkpoint:`` entries that upload the checkpoint folder while the task runs.
+
+    A task's outputs are uploaded only when its command ends: a preempted, evicted or lost pod uploads
+    none (docs/user_guide/workflows/lifecycle/index.rst, "Task's Output Behavior"; src/runtime/cmd/ctrl/
+    ctrl.go exits on SIGTERM without uploading). OSMO's checkpointing (src/utils/job/task.py
+    CheckpointSpec: path, url, frequency) uploads a folder every ``frequency`` and once more at the end;
+    it takes a storage URL only, so jobs whose checkpoint output is a URL (6.4) get it, to the same
+    place the output goes.
+    """
+    url = layout.checkpoint_output.get("url")
+    if not url:
+        return []
+    return [{
+        "path": f"{OUTPUT_TOKEN}/{CHECKPOINT_OUTPUT}",
+        "url": f"{url}/{CHECKPOINT_OUTPUT}",
+        "frequency": CHECKPOINT_FREQUENCY_SECONDS,
+    }]  # fmt: skip
+
+
+def resume_from(uri: str | None, version: tuple[int, int]) -> ResumeFrom | None:
+    """The task input for a ``--checkpoint-uri`` OSMO can mount: ``dataset://BUCKET/NAME:TAG/PATH``
+    (6.3) or a storage URL; None for any other URI (``runs:/``, ``models:/``: the job reads those)."""
+    if not uri:
+        return None
+    match = DATASET_URI.match(uri)
+    if match:
+        if version >= (6, 4):
+            raise UserError(
+                f"--checkpoint-uri {uri}: OSMO 6.4 has no datasets; give the checkpoint's storage URL "
+                f"(train prints where checkpoints are kept)"
+            )
+        return ResumeFrom(uri, TaskInput.dataset(match.group("dataset")))
+    if STORAGE_URI.match(uri):
+        return ResumeFrom(uri, TaskInput.url(uri))
+    return None
+
+
+def mounted_folder(task_input: TaskInput, index: int, uri: str) -> str:
+    """Where a mounted checkpoint URI's folder is inside the task."""
+    dataset = DATASET_URI.match(uri)
+    path = (dataset.group("path") or "") if dataset else ""
+    return f"{{{{input:{index}}}}}{task_input.folder_below}{path}"
 
 
 def render_spec(job: JobSpec, config: OsmoConfig, layout: Layout) -> dict[str, Any]:
@@ -236,7 +305,11 @@ def _task(job: JobSpec, config: OsmoConfig, layout: Layout, has_resources: bool,
     task["image"] = job.image.uri
     environment = dict(job.environment)
     environment[CHECKPOINT_OUTPUT_VARIABLE] = f"{OUTPUT_TOKEN}/{CHECKPOINT_OUTPUT}"
+    inputs, folders = task_inputs(layout)
     command = list(job.command)
+    if layout.resume_from is not None:
+        folder = folders[CHECKPOINT_INPUT_ENV]
+        command = [folder if part == layout.resume_from.uri else part for part in command]
     if job.world_size > 1:
         variables = rendezvous(job, rank)
         environment |= variables
@@ -248,12 +321,12 @@ def _task(job: JobSpec, config: OsmoConfig, layout: Layout, has_resources: bool,
         task["args"] = command
     else:
         task["command"] = command
-    inputs, folders = task_inputs(layout)
     environment |= folders
     if inputs:
         task["inputs"] = inputs
     if rank == 0:  # the lead keeps what rank 0 writes; other nodes' output folders are not uploaded
         task["outputs"] = [layout.checkpoint_output, *({"url": uri} for uri in job.outputs.values())]
+        task["checkpoint"] = periodic_checkpoint(layout) or None
     task["environment"] = environment
     if job.secrets:
         task["credentials"] = credentials(job)
@@ -261,7 +334,7 @@ def _task(job: JobSpec, config: OsmoConfig, layout: Layout, has_resources: bool,
         task["resource"] = RESOURCE_NAME
     if files:
         task["files"] = files
-    return task
+    return {key: value for key, value in task.items() if value is not None}
 
 
 def task_inputs(layout: Layout) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -274,10 +347,17 @@ def task_inputs(layout: Layout) -> tuple[list[dict[str, Any]], dict[str, str]]:
             TaskInput.url(reference) if layout.code.is_url else TaskInput.dataset(reference)
         )
     named |= {input_variable(name): task_input for name, task_input in layout.inputs.items()}
+    if layout.resume_from is not None:
+        named[CHECKPOINT_INPUT_ENV] = layout.resume_from.task_input
     folders = {
         variable: f"{{{{input:{index}}}}}{task_input.folder_below}"
         for index, (variable, task_input) in enumerate(named.items())
     }
+    if layout.resume_from is not None:
+        index = list(named).index(CHECKPOINT_INPUT_ENV)
+        folders[CHECKPOINT_INPUT_ENV] = mounted_folder(
+            named[CHECKPOINT_INPUT_ENV], index, layout.resume_from.uri
+        )
     return [task_input.entry for task_input in named.values()], folders
 
 

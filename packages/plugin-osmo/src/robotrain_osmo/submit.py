@@ -40,6 +40,7 @@ from robotrain_osmo.spec import (
     payload_root,
     render_spec,
     rendezvous_note,
+    resume_from,
     tasks_of,
     to_yaml,
     too_large_inline,
@@ -84,7 +85,7 @@ def layout_for(
         )
         for name, value in job.inputs.items()
     }
-    return Layout(version, code, inputs, output, location)
+    return Layout(version, code, inputs, output, location, resume_from(job.checkpoint.uri, version))
 
 
 # --- dry run -------------------------------------------------------------------------------------

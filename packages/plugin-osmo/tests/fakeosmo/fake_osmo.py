@@ -14,6 +14,13 @@ COMPLETED; ``logs`` prints what is there, then each new line when it is written,
 Other controls: ``FAKE_OSMO_EXIT`` (force an exit code), ``FAKE_OSMO_EXIT_TIMES`` (only for the first N
 calls), ``FAKE_OSMO_STATUSES`` (comma list, one per query; the last one sticks), ``FAKE_OSMO_CANCEL_FAIL``,
 ``FAKE_OSMO_CREDENTIALS`` (comma list of credential names that exist; ``-`` for ``list`` failing).
+``FAKE_OSMO_END_STATUSES`` (comma list: the Nth workflow submitted ends in the Nth status once its
+timeline is over, the last one sticks; default COMPLETED), ``FAKE_OSMO_CHECKPOINT_FILES`` (a folder: what
+a workflow's task writes to its checkpoint folder), ``FAKE_OSMO_DOWNLOAD_FAIL_AFTER`` (a download stops
+after N files, half-way through the next, with a connection error), ``FAKE_OSMO_HANG_SECONDS`` (the
+service answers that late).
+Outputs are kept as the service keeps them (``$FAKE_OSMO_DIR/storage`` for URLs, ``datasets/`` for 6.3
+datasets) and downloaded with ``dataset download`` (6.3) or ``data download`` (6.4).
 Every call is recorded in ``$FAKE_OSMO_DIR/calls.jsonl``.
 """
 
@@ -24,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -109,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
     for flag in ("--set", "--set-string"):
         validate.add_argument(flag, action="extend", nargs="+", default=[])
     validate.add_argument("--pool", "-p")
+    _list_parser(workflow.add_parser("list"))
     query = workflow.add_parser("query")
     query.add_argument("workflow_id")
     query.add_argument("--verbose", "-v", action="store_true")
@@ -133,7 +142,40 @@ def parser() -> argparse.ArgumentParser:
         upload.add_argument("remote_uri", type=storage_url)
         upload.add_argument("local_path", nargs="+")
         upload.add_argument("--regex", "-x")
+        download = data.add_parser("download")
+        download.add_argument("remote_uri", type=storage_url)
+        download.add_argument("local_path")
+        download.add_argument("--regex", "-x")
+        download.add_argument("--resume", "-r", action="store_true")
+        listing = data.add_parser("list")
+        listing.add_argument("remote_uri", type=storage_url)
+        listing.add_argument("local_path", nargs="?")
+        listing.add_argument("--regex", "-x")
+        listing.add_argument("--prefix", "-p", default="")
+        listing.add_argument("--recursive", "-r", action="store_true")
+        listing.add_argument("--no-pager", action="store_true")
     return main
+
+
+WORKFLOW_STATUSES = (
+    "RUNNING", "FAILED", "COMPLETED", "PENDING", "WAITING", "FAILED_EXEC_TIMEOUT", "FAILED_SERVER_ERROR",
+    "FAILED_QUEUE_TIMEOUT", "FAILED_SUBMISSION", "FAILED_CANCELED", "FAILED_BACKEND_ERROR",
+    "FAILED_IMAGE_PULL", "FAILED_EVICTED", "FAILED_START_ERROR", "FAILED_START_TIMEOUT", "FAILED_PREEMPTED",
+)  # fmt: skip  # src/utils/job/workflow.py WorkflowStatus
+
+
+def _list_parser(listing: argparse.ArgumentParser) -> None:
+    """src/cli/workflow.py ``list`` (6.3.1 and main): no filter by id; newest first from the service."""
+    listing.add_argument("--count", "-c", type=int, default=20)
+    listing.add_argument("--offset", "-f", type=int, default=0)
+    listing.add_argument("--name", "-n")
+    listing.add_argument("--order", "-o", choices=("asc", "desc"), default="asc")
+    listing.add_argument("--status", "-s", choices=WORKFLOW_STATUSES, nargs="+")
+    _format(listing)
+    listing.add_argument("--pool", "-p", nargs="+", default=[])
+    users = listing.add_mutually_exclusive_group()
+    users.add_argument("--user", "-u", nargs="+", default=[])
+    users.add_argument("--all-users", "-a", action="store_true")
 
 
 def _submit_parser(submit: argparse.ArgumentParser) -> None:
@@ -172,6 +214,11 @@ def _dataset_parsers(dataset: Any) -> None:
     upload.add_argument("--labels", "-l", nargs="+", default=[])
     upload.add_argument("--regex", "-x")
     upload.add_argument("--resume", "-r", action="store_true")
+    download = dataset.add_parser("download")
+    download.add_argument("name")
+    download.add_argument("path")
+    download.add_argument("--regex", "-x")
+    download.add_argument("--resume", "-r", action="store_true")
     info = dataset.add_parser("info")
     info.add_argument("name")
     info.add_argument("--all", "-a", action="store_true")
@@ -280,7 +327,10 @@ def submit(args: argparse.Namespace, record: dict[str, Any]) -> None:
     workflow(workflow_id, [
         {"name": group["name"], "tasks": [task["name"] for task in group["tasks"]]}
         for group in groups_of(spec["workflow"])
-    ])  # fmt: skip
+    ], kept={
+        "outputs": [item for task in record["started_tasks"] for item in task.get("outputs") or []],
+        "checkpoints": [item for task in record["started_tasks"] for item in task.get("checkpoint") or []],
+    })  # fmt: skip
     print_json(args, {
         "name": workflow_id, "overview": f"{SERVICE}/workflows/{workflow_id}",
         "logs": f"{SERVICE}/api/workflow/{workflow_id}/logs", "spec": None, "dashboard_url": None,
@@ -316,9 +366,9 @@ def _check_datasets(spec: dict[str, Any]) -> None:
         for item in task.get("inputs") or []:
             if "dataset" not in item or item["dataset"].get("localpath"):
                 continue
-            name, _, version = item["dataset"]["name"].partition(":")
-            count = datasets.get(name, 0)
-            if not count or (version.isdigit() and int(version) > count):
+            if datasets.get(item["dataset"]["name"].partition(":")[0]) is None or (
+                dataset_version(item["dataset"]["name"]) is None
+            ):
                 raise Fail(EXIT_USER, f"Dataset {item['dataset']['name']} does not exist")
 
 
@@ -342,13 +392,21 @@ def print_json(args: argparse.Namespace, data: Any) -> None:
         print(f"Workflow ID - {data.get('name')}")
 
 
-def workflow(workflow_id: str, groups: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def workflow(
+    workflow_id: str, groups: list[dict[str, Any]] | None = None, kept: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The workflow's timeline, started when first seen; ``groups`` names its groups and tasks (a task of
-    ``tasks:`` is in its own group ``<task>-group``, src/utils/job/workflow.py)."""
+    ``tasks:`` is in its own group ``<task>-group``, src/utils/job/workflow.py); ``kept`` its outputs
+    and checkpoint entries, tokens substituted."""
     workflows = state("workflows", {})
     if workflow_id not in workflows:
+        ends = (os.environ.get("FAKE_OSMO_END_STATUSES") or "COMPLETED").split(",")
         workflows[workflow_id] = {
             "groups": groups or [{"name": "train-group", "tasks": ["train"]}],
+            "number": len(workflows) + 1,
+            "end": ends[min(len(workflows), len(ends) - 1)],
+            "kept": kept or {},
+            "checkpoint_files": os.environ.get("FAKE_OSMO_CHECKPOINT_FILES"),
             "start": time.time(),
             "interval": float(os.environ.get("FAKE_OSMO_LOG_INTERVAL", "1")),
             "lines": int(os.environ.get("FAKE_OSMO_LOG_LINES", "3")),
@@ -364,8 +422,86 @@ def line_times(timeline: dict[str, Any]) -> list[float]:
     return backlog + [timeline["start"] + n * timeline["interval"] for n in later]
 
 
+# src/utils/job/task.py ExitCode and src/operator/backend_listener.py calculate_pod_status: the exit code
+# and failure message a task ends with, per status.
+ENDINGS = {
+    "FAILED": (1, "Failure reason:\n- Exit code 1 due to Task {task} failure. "),
+    "FAILED_EVICTED": (3004, "Failure reason:\n- Exit code 137 due to Task {task} failure. "),  # OOMKilled
+    "FAILED_PREEMPTED": (3006, "Pod was preempted at 2025-01-01 00:10:00+00:00. "),
+    "FAILED_BACKEND_ERROR": (3001, "Pod {task} error message: DisruptionTarget: node is shutting down\n"),
+}
+UPLOADING_ENDS = {"COMPLETED", "FAILED", "FAILED_EVICTED"}
+"""src/runtime/cmd/ctrl/ctrl.go: outputs are uploaded once the command ends, succeeded or failed (an
+OOMKilled container ends the command; the sidecar lives on); a pod that is deleted (preempted, evicted
+by the node, lost, canceled, timed out) uploads none: the sidecar exits on SIGTERM
+(docs/user_guide/workflows/lifecycle/index.rst "Task's Output Behavior")."""
+
+
 def timeline_status(workflow_id: str) -> str:
-    return "RUNNING" if time.time() < line_times(workflow(workflow_id))[-1] else "COMPLETED"
+    timeline = workflow(workflow_id)
+    if time.time() < line_times(timeline)[-1]:
+        return "RUNNING"
+    settle(workflow_id, timeline)
+    return str(timeline["end"])
+
+
+def settle(workflow_id: str, timeline: dict[str, Any]) -> None:
+    """Once a workflow has ended: what its task kept. OSMO's checkpointing uploaded the folder while the
+    task ran (src/utils/job/task.py CheckpointSpec), whatever the end; outputs only as UPLOADING_ENDS."""
+    settled = state("settled", [])
+    if workflow_id in settled:
+        return
+    files = timeline.get("checkpoint_files")
+    if files:
+        for entry in timeline["kept"].get("checkpoints", []):
+            if entry["path"] == "/osmo/data/output/checkpoints":
+                _copy_tree(Path(files), url_folder(entry["url"]))
+        if timeline["end"] in UPLOADING_ENDS:
+            for output in timeline["kept"].get("outputs", []):
+                if "url" in output:
+                    _copy_tree(Path(files), url_folder(output["url"]) / "checkpoints")
+                elif "dataset" in output:
+                    folder = new_dataset_version(output["dataset"]["name"])
+                    _copy_tree(Path(files), folder / "checkpoints")
+    save("settled", [*settled, workflow_id])
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, dirs_exist_ok=True)
+
+
+def url_folder(url: str) -> Path:
+    scheme, _, rest = url.partition("://")
+    return STATE / "storage" / scheme / rest.strip("/")
+
+
+def new_dataset_version(reference: str) -> Path:
+    """A new version of ``bucket/name[:tag]``, tagged (src/runtime/pkg/data/input_output.go tags it)."""
+    name, _, tag = reference.partition(":")
+    versions = state("datasets", {})
+    versions[name] = versions.get(name, 0) + 1
+    save("datasets", versions)
+    if tag:
+        tags = state("dataset_tags", {})
+        tags.setdefault(name, {})[tag] = versions[name]
+        save("dataset_tags", tags)
+    return dataset_folder(name, versions[name])
+
+
+def dataset_folder(name: str, version: int) -> Path:
+    return STATE / "dataset-files" / name / str(version)
+
+
+def dataset_version(reference: str) -> int | None:
+    """The version ``bucket/name[:tag or version]`` names (the latest without one), None if none."""
+    name, _, tag = reference.partition(":")
+    count = state("datasets", {}).get(name, 0)
+    if not tag or tag == "latest":
+        return count or None
+    if tag.isdigit():
+        return int(tag) if 0 < int(tag) <= count else None
+    found = state("dataset_tags", {}).get(name, {}).get(tag)
+    return int(found) if found else None
 
 
 def query(args: argparse.Namespace) -> None:
@@ -375,11 +511,10 @@ def query(args: argparse.Namespace) -> None:
         status = statuses[min(bump("queries") - 1, len(statuses) - 1)]
     else:
         status = timeline_status(args.workflow_id)
-    failed = status.startswith("FAILED")
     groups = [
         {"name": group["name"], "status": status, "tasks": [
             {"name": name, "retry_id": 0, "status": status, "start_time": "2025-01-01T00:00:00",
-             "exit_code": 1 if failed else None, "failure_message": "exit code 1" if failed else None}
+             **_ending(status, name)}
             for name in group["tasks"]
         ]}
         for group in workflow(args.workflow_id).get("groups") or [{"name": "train-group", "tasks": ["train"]}]
@@ -392,6 +527,105 @@ def query(args: argparse.Namespace) -> None:
         "labels": {}, "groups": groups,
     }  # fmt: skip
     print(json.dumps(result, indent=2) if args.format_type == "json" else f"Status      : {status}")
+
+
+def _ending(status: str, task: str) -> dict[str, Any]:
+    if status == "COMPLETED":
+        return {"exit_code": 0, "failure_message": None}
+    if not status.startswith("FAILED"):
+        return {"exit_code": None, "failure_message": None}
+    code, message = ENDINGS.get(status, (1, "Failure reason:\n- Exit code 1 due to Task {task} failure. "))
+    return {"exit_code": code, "failure_message": message.format(task=task)}
+
+
+def list_workflows(args: argparse.Namespace) -> None:
+    """src/cli/workflow.py _list_workflows: the service returns the newest first (ListEntry fields of
+    src/service/core/workflow/objects.py); ``asc`` reverses them."""
+    workflows = state("workflows", {})
+    newest = sorted(workflows, key=lambda name: -workflows[name]["number"])
+    entries = []
+    for name in newest:
+        status = timeline_status(name)
+        if (args.status and status not in args.status) or (args.name and args.name not in name):
+            continue
+        entries.append({
+            "user": "tester", "name": name, "workflow_uuid": hashlib.md5(name.encode()).hexdigest(),
+            "submit_time": "2025-01-01T00:00:00", "start_time": "2025-01-01T00:00:01", "end_time": None,
+            "queued_time": 1.0, "duration": None, "status": status,
+            "overview": f"{SERVICE}/workflows/{name}", "logs": f"{SERVICE}/api/workflow/{name}/logs",
+            "error_logs": None, "grafana_url": None, "dashboard_url": None, "pool": "default",
+            "app_owner": None, "app_name": None, "app_version": None, "priority": "NORMAL",
+        })  # fmt: skip
+    entries = entries[args.offset : args.offset + args.count]
+    if args.order == "asc":
+        entries.reverse()
+    if args.format_type == "json":
+        print(json.dumps({"workflows": entries}, indent=2))
+    else:
+        print("\n".join(f"{e['name']}  {e['status']}" for e in entries) or "There are no workflows to view.")
+
+
+def download(files: dict[str, Path], target: Path, resume: bool, record: dict[str, Any]) -> None:
+    """src/lib/data/storage/downloading.py download_worker: with ``resume`` a local file of the same size
+    and checksum is skipped, another one replaced; without, every file is written again."""
+    stop_after = os.environ.get("FAKE_OSMO_DOWNLOAD_FAIL_AFTER")
+    transferred: list[str] = []
+    record["transferred"] = transferred
+    for relative, source in sorted(files.items()):
+        destination = target / relative
+        if resume and destination.is_file() and _same(destination, source):
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if stop_after is not None and len(transferred) >= int(stop_after):
+            data = source.read_bytes()
+            destination.write_bytes(data[: len(data) // 2])
+            raise Fail(EXIT_SERVER, f"Connection to {SERVICE} was reset while downloading {relative}")
+        shutil.copyfile(source, destination)
+        transferred.append(relative)
+    print(f"Downloaded {len(files)} file(s) to {target}")
+
+
+def _same(local: Path, remote: Path) -> bool:
+    return local.stat().st_size == remote.stat().st_size and _md5(local) == _md5(remote)
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _files_under(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        return {}
+    return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+
+
+def dataset_download(args: argparse.Namespace, record: dict[str, Any]) -> None:
+    """src/lib/data/dataset/manager.py: files land in PATH/<dataset name>/; a folder there that is not
+    empty is refused unless resuming, and resuming needs a tag or version."""
+    name = args.name.split(":")[0]
+    version = dataset_version(args.name)
+    if version is None:
+        raise Fail(EXIT_USER, f"Dataset {args.name} does not exist")
+    target = Path(args.path) / name.rsplit("/", 1)[-1]
+    if target.is_dir() and any(target.iterdir()) and not args.resume:
+        raise Fail(EXIT_USER, f"Path {target} is not empty")
+    if args.resume and ":" not in args.name:
+        raise Fail(EXIT_USER, "Specify specific version in order to resume.")
+    download(_files_under(dataset_folder(name, version)), target, args.resume, record)
+
+
+def data_download(args: argparse.Namespace, record: dict[str, Any]) -> None:
+    """src/lib/data/storage/client.py: each object under the URL's prefix lands at LOCAL_PATH/<key
+    relative to the prefix> (common.get_download_relative_path)."""
+    download(_files_under(url_folder(args.remote_uri)), Path(args.local_path), args.resume, record)
+
+
+def data_list(args: argparse.Namespace) -> None:
+    """src/cli/data.py _run_list_command: one key per line."""
+    folder = url_folder(args.remote_uri)
+    prefix = args.remote_uri.partition("://")[2].partition("/")[2].strip("/")
+    for relative in sorted(_files_under(folder)):
+        print(f"{prefix}/{relative}" if prefix else relative)
 
 
 def logs(args: argparse.Namespace) -> None:
@@ -463,8 +697,10 @@ def dataset_info(args: argparse.Namespace) -> None:
     if not count:
         raise Fail(EXIT_USER, f"Dataset {args.name} does not exist")
     bucket, _, name = args.name.rpartition("/")
+    tags = state("dataset_tags", {}).get(args.name.split(":")[0], {})
     versions = [{"version": str(v), "status": "READY", "created_by": "tester", "created_date": "2025-01-01",
-                 "last_used": "2025-01-01", "size": 10, "checksum": "x", "tags": [], "collections": []}
+                 "last_used": "2025-01-01", "size": 10, "checksum": "x",
+                 "tags": sorted(t for t, n in tags.items() if n == v), "collections": []}
                 for v in range(1, count + 1)]  # fmt: skip
     result = {"name": name, "id": "d1", "bucket": bucket, "type": "DATASET", "hash_location_size": 10,
               "labels": {}, "versions": versions}  # fmt: skip
@@ -493,14 +729,23 @@ def dispatch(args: argparse.Namespace, record: dict[str, Any]) -> None:
         return version(args)
     if not logged_in():
         raise Fail(EXIT_USER, "Must login first. Please run `osmo login`.")
+    hang = os.environ.get("FAKE_OSMO_HANG_SECONDS")
+    if hang:  # a service that does not answer
+        time.sleep(float(hang))
     forced = forced_exit()
     if forced is not None:
         raise Fail(forced, FORCED_MESSAGES.get(forced, "forced failure"))
     if args.group == "credential":
         return credential(args)
+    for workflow_id in state("workflows", {}):  # what ended by now has kept its outputs
+        timeline_status(workflow_id)
     handlers: dict[tuple[str, str], Any] = {
         ("workflow", "submit"): lambda: submit(args, record),
         ("workflow", "query"): lambda: query(args),
+        ("workflow", "list"): lambda: list_workflows(args),
+        ("dataset", "download"): lambda: dataset_download(args, record),
+        ("data", "download"): lambda: data_download(args, record),
+        ("data", "list"): lambda: data_list(args),
         ("workflow", "logs"): lambda: logs(args),
         ("workflow", "cancel"): lambda: cancel(args),
         ("dataset", "upload"): lambda: dataset_upload(args, record),

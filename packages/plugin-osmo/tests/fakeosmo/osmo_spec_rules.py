@@ -34,6 +34,8 @@ WORKFLOW_KEYS_63 = {"name", "pool", "timeout", "tasks", "groups", "resources", "
 WORKFLOW_KEYS_64 = WORKFLOW_KEYS_63 | {"labels"}  # src/utils/job/workflow.py WorkflowSpec (6.4 adds labels)
 TIMEOUT_KEYS = {"exec_timeout", "queue_timeout"}
 RESOURCE_KEYS = {"gpu", "cpu", "memory", "storage", "platform", "nodesExcluded"}
+CHECKPOINT_KEYS = {"path", "url", "frequency", "regex"}
+STORAGE_URL = re.compile(r"^(s3|gs|azure|swift|tos)://[^/\s]+(/\S*)?$")
 TASK_KEYS = {
     "name", "image", "command", "args", "environment", "files", "inputs", "outputs", "credentials",
     "resource", "exitActions", "privileged", "hostNetwork", "lead", "volumeMounts", "checkpoint",
@@ -266,6 +268,22 @@ def _task_problems(task: Any, resources: set[str], version: Version) -> list[str
         problems += _io_problems(item, version, "input")
     for item in task.get("outputs") or []:
         problems += _io_problems(item, version, "output")
+    for entry in task.get("checkpoint") or []:
+        problems += _checkpoint_problems(entry)
+    return problems
+
+
+def _checkpoint_problems(entry: Any) -> list[str]:
+    """src/utils/job/task.py CheckpointSpec (6.3.1 and main): path, url (a storage URL,
+    constants.StorageBackendPattern), frequency (seconds or a duration, not a boolean), regex."""
+    if not isinstance(entry, dict) or not {"path", "url", "frequency"} <= set(entry):
+        return [f"checkpoint {entry!r} needs path, url and frequency"]
+    problems = [f"checkpoint: extra key {k!r} not permitted" for k in entry if k not in CHECKPOINT_KEYS]
+    if not STORAGE_URL.match(str(entry["url"])):
+        problems.append(f"checkpoint url {entry['url']!r} is not a storage URL")
+    frequency = entry["frequency"]
+    if isinstance(frequency, bool) or not isinstance(frequency, int | float | str):
+        problems.append("Checkpoint frequency must be a duration, not a boolean")
     return problems
 
 
