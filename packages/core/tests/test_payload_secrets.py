@@ -163,6 +163,54 @@ def test_the_refusal_is_the_same_from_the_cache(tmp_path: Path, monkeypatch: pyt
     assert messages[0] == messages[1]
 
 
+OLD = 1_600_000_000
+PACK_AGAIN = """
+import sys
+from pathlib import Path
+from robotrain.errors import UserError
+from robotrain.payload import pack
+root, work = Path(sys.argv[1]), Path(sys.argv[2])
+try:
+    print(pack({"training": root}, work / "out", cache_dir=work / "cache").sha256)
+except UserError as error:
+    print(error)
+print("scanned" if "detect_secrets" in sys.modules else "not scanned")
+"""
+
+
+def pack_in_a_new_process(root: Path, work: Path) -> list[str]:
+    command = [sys.executable, "-c", PACK_AGAIN, str(root), str(work)]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()
+
+
+def test_touched_files_keep_their_verdict_without_a_scan(tmp_path: Path) -> None:
+    root = tmp_path / "training"
+    root.mkdir()
+    (root / "config.py").write_text(f"AWS_KEY_ID = '{VALUES['aws']}'\n")
+    (root / "model.py").write_text("x = 1\n")
+    for path in root.iterdir():
+        os.utime(path, (OLD, OLD))
+    first = pack_in_a_new_process(root, tmp_path)
+    for path in root.iterdir():
+        os.utime(path, (OLD + 10, OLD + 10))  # touched (or checked out again): same content
+    again = pack_in_a_new_process(root, tmp_path)
+    assert first[0].startswith("refusing to pack: 1 possible secret") and first[1] == "scanned"
+    assert again == [first[0], "not scanned"]
+
+
+def test_a_secret_written_into_a_cached_file_is_found(tmp_path: Path) -> None:
+    root = tmp_path / "training"
+    root.mkdir()
+    model = root / "model.py"
+    model.write_text("x = 1\n")
+    os.utime(model, (OLD, OLD))
+    pack({"training": root}, tmp_path / "out", cache_dir=tmp_path / "cache")
+    model.write_text(f"AWS_KEY_ID = '{VALUES['aws']}'\n")
+    os.utime(model, (OLD, OLD))  # the same mtime: the content hash tells
+    with pytest.raises(UserError, match="refusing to pack: 1 possible secret"):
+        pack({"training": root}, tmp_path / "out", cache_dir=tmp_path / "cache")
+
+
 def test_prefilter_finds_what_detect_secrets_finds_line_by_line(tmp_path: Path) -> None:
     """The fast scan against detect-secrets' own full scan, on the planted files and core's sources."""
     from detect_secrets.core.scan import scan_file

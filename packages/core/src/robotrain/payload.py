@@ -1,8 +1,9 @@
 """Packing the training code into a content-addressed archive, with the checks staging shares.
 
 ``checked_files`` walks the folders (ignore rules, no symlink out of them), reads
-each file whose stat changed since the last run in 256 KiB chunks to hash it and
-scan it for secrets (robotrain.payload_secrets), and refuses secrets in one line.
+each file whose stat changed since the last run in 256 KiB chunks to hash it, scans
+it for secrets (robotrain.payload_secrets) unless its content is the one checked last
+time, and refuses secrets in one line.
 ``pack`` then reuses the archive of an identical tree, or streams a new one to a
 unique temporary file (robotrain.payload_archive) and renames it to its sha256.
 """
@@ -234,8 +235,10 @@ def _no_collection() -> Iterator[None]:
 def _known(
     files: list[tuple[str, str, os.stat_result]], known: dict[str, Known | None], cache: StatCache
 ) -> dict[str, Known]:
-    """Each file's hash and secrets: as recorded when its stat is unchanged, else read now."""
+    """Each file's hash and secrets: as recorded when its stat is unchanged or, after a stat change, its
+    content is what was checked last time; else read and scanned now."""
     unread = [(relative, path, stat) for relative, path, stat in files if known[relative] is None]
+    unread = _changed_content(unread, known, cache)
     if not unread:
         return {relative: found for relative, found in known.items() if found is not None}
     scanner = content_scanner()
@@ -249,6 +252,46 @@ def _known(
             known[relative] = result
             advance(stat.st_size)
     return {relative: found for relative, found in known.items() if found is not None}
+
+
+def _changed_content(
+    files: list[tuple[str, str, os.stat_result]], known: dict[str, Known | None], cache: StatCache
+) -> list[tuple[str, str, os.stat_result]]:
+    """The files to scan: new ones, and those whose content hash differs from the one checked last time.
+
+    A file touched or checked out again keeps its recorded verdict (the rules are the same: the cache
+    records their version), so scanning, and importing detect-secrets, is left to changed content.
+    """
+    recorded = [(item, before) for item in files if (before := cache.recorded(item[0])) is not None]
+    if not recorded:
+        return files
+    changed = [item for item in files if cache.recorded(item[0]) is None]
+    with (
+        progress_bar(sum(stat.st_size for (_, _, stat), _ in recorded), "hashing") as advance,
+        ThreadPoolExecutor(max_workers=READERS) as pool,
+    ):
+        digests = _in_order(pool, lambda pair: _sha256(Path(pair[0][1])), recorded)
+        for ((relative, path, stat), before), digest in zip(recorded, digests, strict=True):
+            if digest == before.sha256:
+                cache.put(relative, stat, before)
+                known[relative] = before
+            else:
+                changed.append((relative, path, stat))
+            advance(stat.st_size)
+    return changed
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as source:
+            while chunk := source.read(CHUNK):
+                digest.update(chunk)
+    except OSError as error:
+        raise UserError(
+            f"cannot read {path}: {error.strerror}; fix its permissions or add it to .amlignore"
+        ) from None
+    return digest.hexdigest()
 
 
 def _in_order(pool: ThreadPoolExecutor, work: Callable[[T], R], items: list[T]) -> Iterator[R]:

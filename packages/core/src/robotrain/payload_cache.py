@@ -3,10 +3,12 @@
 One JSON file per packed or staged folder under ``.robotrain/cache/`` maps each
 file's relative path and stat (size, mtime_ns, ctime_ns, inode) to its content
 hash and the secrets found in it (line and kind, never the value; line 0 for its
-name). Any stat change means the file is read, hashed and scanned again, and so
-does a change of the rules (``rules`` names their version). A file modified
-within ``RACY_SECONDS`` of the cache being written is not recorded: a filesystem
-with coarse timestamps could otherwise hide an edit made right after reading it.
+name). Any stat change means the file is read and hashed again, and scanned again unless its
+content hash is the recorded one; a change of the rules (``rules`` names their version) means all
+are scanned again. A file modified
+within ``RACY_SECONDS`` of the cache being written is recorded without its stat, so it
+is hashed again next time: a filesystem with coarse timestamps could otherwise hide an
+edit made right after reading it.
 
 It also keeps the answers of the folder's ignore rules for every path the last walk met, under the
 rules' key: a tree walked again under the same rules needs no pattern matching (robotrain.payload).
@@ -24,6 +26,8 @@ from typing import Any, NamedTuple
 
 FORMAT = 1
 RACY_SECONDS = 2
+UNTRUSTED_STAT = [-1, -1, -1, -1]
+"""Recorded instead of the stat of a file modified too recently to trust: it matches no real stat."""
 
 
 class Known(NamedTuple):
@@ -75,13 +79,21 @@ class StatCache:
         entry = self._old.get(relative)
         if not isinstance(entry, list) or len(entry) != 6 or entry[:4] != stat_key(stat):
             return None
+        known = self.recorded(relative)
+        if known is not None:
+            self._new[relative] = entry
+        return known
+
+    def recorded(self, relative: str) -> Known | None:
+        """What the last run found in this file, whatever its stat is now (for comparing content hashes)."""
+        entry = self._old.get(relative)
+        if not isinstance(entry, list) or len(entry) != 6:
+            return None
         try:
             secrets = tuple((int(line), str(kind)) for line, kind in entry[5]) if entry[5] else ()
         except (TypeError, ValueError):
             return None
-        known = Known(str(entry[4]), secrets)
-        self._new[relative] = entry
-        return known
+        return Known(str(entry[4]), secrets)
 
     def put(self, relative: str, stat: os.stat_result, known: Known) -> None:
         self._new[relative] = [*stat_key(stat), known.sha256, [list(s) for s in known.secrets]]
@@ -91,7 +103,10 @@ class StatCache:
         if self.path is None or (self._new == self._old and self._new_ignored == self._old_ignored):
             return
         settled = time.time_ns() - RACY_SECONDS * 1_000_000_000
-        files = {name: entry for name, entry in self._new.items() if entry[1] < settled}
+        files = {
+            name: entry if entry[1] < settled else [*UNTRUSTED_STAT, *entry[4:]]
+            for name, entry in self._new.items()
+        }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".files-", suffix=".tmp")
