@@ -95,9 +95,8 @@ def test_jobs_lists_osmo_workflows_with_their_states_from_one_listing(osmo: Fake
     train(osmo, project, **ends, **RUNS_ON)
     before = len(osmo.calls())
     rows = jobs(osmo, project)
-    assert {job_id: row["state"] for job_id, row in rows.items()} == {
-        "isaaclab-training-1": "completed", "isaaclab-training-2": "preempted", "isaaclab-training-3": "running",
-    }  # fmt: skip
+    states = {job_id.rsplit("-", 1)[1]: row["state"] for job_id, row in rows.items()}
+    assert states == {"1": "completed", "2": "preempted", "3": "running"}
     assert not any(row["stale"] for row in rows.values())
     asked = [call["argv"] for call in osmo.calls()[before:]]
     assert asked == [["workflow", "list", "-t", "json", "--count", "1000", "--order", "desc"]]
@@ -292,6 +291,22 @@ def test_a_preempted_attempt_is_resumed_from_its_checkpoint(
     )  # fmt: skip
 
 
+def test_an_attempt_preempted_before_its_first_upload_passes_on_the_checkpoint_it_resumed_from(
+    osmo: FakeOsmo, project: Path, tmp_path: Path
+) -> None:
+    written = checkpoint_files(tmp_path)
+    env = {**V64, "FAKE_OSMO_END_STATUSES": "FAILED_PREEMPTED,FAILED_PREEMPTED,COMPLETED",
+           "FAKE_OSMO_CHECKPOINT_FILES": f"{written},", "FAKE_OSMO_LOG_LINES": "1",
+           "FAKE_OSMO_LOG_INTERVAL": "0.2"}  # fmt: skip
+    result = osmo.run(["train", *OSMO, "--dataset-url", URL, "--retries", "2", "--poll-interval", "0.1"],
+                      cwd=project, **env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    kept = f"{URL}/checkpoints/isaaclab-training/isaaclab-training-1/checkpoints"
+    _, second, third = submitted(osmo)
+    assert resumed_from(second["rendered"])[1] == resumed_from(third["rendered"])[1] == {"url": kept}
+    assert result.stderr.count(f"resuming from {kept}") == 2
+
+
 def test_a_preempted_63_attempt_kept_no_checkpoint_and_starts_over(
     osmo: FakeOsmo, project: Path, tmp_path: Path
 ) -> None:
@@ -302,7 +317,7 @@ def test_a_preempted_63_attempt_kept_no_checkpoint_and_starts_over(
            "FAKE_OSMO_LOG_INTERVAL": "0.2"}  # fmt: skip
     result = osmo.run(["train", *OSMO, "--retries", "1", "--poll-interval", "0.1"], cwd=project, **env)
     assert result.returncode == 0, result.stderr
-    assert "it wrote no checkpoint, so starting again" in result.stderr
+    assert "starting again" in result.stderr and "no checkpoint" in result.stderr
     first, second = submitted(osmo)
     assert first["spec_text"] == second["spec_text"]
 

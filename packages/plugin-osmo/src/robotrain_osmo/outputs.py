@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from robotrain import JobStatus, Settings, UserError
-from robotrain.history import find
+from robotrain.history import JobRecord, find
+from robotrain.job import CheckpointMode
 from robotrain_osmo import datasets, follow, runner
 from robotrain_osmo.spec import DATASET_URI, STORAGE_URI
 
@@ -20,43 +22,59 @@ STAGING = ".osmo-download"
 """Below the destination: where ``osmo dataset download`` writes (it adds the dataset's name), kept so
 that ``--resume`` skips what is complete the next time."""
 LOGS, CHECKPOINTS = "logs", "checkpoints"
+RESUME = CheckpointMode.RESUME.value
 
 
-def checkpoint_uri(job_id: str, settings: Settings) -> str:
-    """The recorded URI of the job's checkpoint folder."""
+def recorded(job_id: str, settings: Settings) -> JobRecord:
     record = find(settings.state_dir, follow.check_job_id(job_id))
-    if record is None or not record.checkpoints:
+    if record is None:
         raise UserError(
             f"OSMO workflow {job_id} was not submitted from this project, so robotrain does not know where "
             f"its checkpoints are; `invoke jobs` lists the jobs it knows"
         )
-    if not (DATASET_URI.match(record.checkpoints) or STORAGE_URI.match(record.checkpoints)):
+    return record
+
+
+def checkpoint_uri(record: JobRecord) -> str | None:
+    """The recorded URI of the job's checkpoint folder; None for a job of your own ``--workflow``
+    template (robotrain does not know where it keeps checkpoints)."""
+    uri = record.checkpoints
+    if uri and not (DATASET_URI.match(uri) or STORAGE_URI.match(uri)):
         raise UserError(
-            f"OSMO workflow {job_id} was recorded by an older robotrain ({record.checkpoints}); download its "
+            f"OSMO workflow {record.job_id} was recorded by an older robotrain ({uri}); download its "
             f"checkpoints with `osmo dataset download` or `osmo data download`"
         )
-    return record.checkpoints
+    return uri
 
 
 def latest_checkpoint(job_id: str, settings: Settings) -> str:
-    """The job's checkpoint folder URI when OSMO holds files there, else ``""``."""
-    uri = checkpoint_uri(job_id, settings)
+    """The newest checkpoint of the job: its own checkpoint folder when OSMO holds files there, else the
+    one it resumed from itself (a resumed attempt preempted before its first upload), else ``""``."""
+    record = recorded(job_id, settings)
+    uri = checkpoint_uri(record)
+    if uri and _holds_files(uri):
+        return uri
+    started_from = record.settings.get("checkpoint_uri")
+    if record.settings.get("checkpoint_mode") == RESUME and isinstance(started_from, str):
+        return started_from
+    return ""
+
+
+def _holds_files(uri: str) -> bool:
     dataset = DATASET_URI.match(uri)
     if dataset is None:
-        listing = runner.run(["data", "list", uri, "--recursive", "--no-pager"])
-        return uri if listing.strip() else ""
-    reference = dataset.group("dataset")
-    name, _, tag = reference.partition(":")
+        _require_client(uses_url=True, uri=uri)
+        return bool(runner.run(["data", "list", uri, "--recursive", "--no-pager"]).strip())
     _require_client(uses_url=False, uri=uri)
+    name, _, tag = dataset.group("dataset").partition(":")
     try:
         info = runner.run_json(["dataset", "info", name, "-t", "json"])
     except UserError as error:
         if "does not exist" in str(error):
-            return ""
+            return False
         raise
     versions = info.get("versions") if isinstance(info, dict) else None
-    tagged = any(tag in (version.get("tags") or []) for version in versions or [])
-    return uri if tagged else ""
+    return any(tag in (version.get("tags") or []) for version in versions or [])
 
 
 def download(job_id: str, destination: Path, settings: Settings) -> list[Path]:
@@ -65,12 +83,20 @@ def download(job_id: str, destination: Path, settings: Settings) -> list[Path]:
     The osmo CLI downloads by itself: with ``--resume`` it skips a file already there with the same size
     and checksum (src/lib/data/storage/downloading.py), so a second run fetches only what is missing.
     """
-    uri = checkpoint_uri(job_id, settings)
+    uri = checkpoint_uri(recorded(job_id, settings))
     status = follow.query(job_id)
     destination.mkdir(parents=True, exist_ok=True)
-    _download_checkpoints(uri, destination)
+    written = []
+    if uri:
+        _download_checkpoints(uri, destination)
+        written.append(destination / CHECKPOINTS)
+    else:
+        sys.stderr.write(
+            f"robotrain: note: {job_id} ran your own --workflow template; robotrain does not know where it "
+            f"keeps checkpoints, so only its log is downloaded\n"
+        )
     _download_log(status, destination / LOGS)
-    return [destination / CHECKPOINTS, destination / LOGS]
+    return [*written, destination / LOGS]
 
 
 def _download_checkpoints(uri: str, destination: Path) -> None:

@@ -13,14 +13,16 @@ COMPLETED; ``logs`` prints what is there, then each new line when it is written,
 
 Other controls: ``FAKE_OSMO_EXIT`` (force an exit code), ``FAKE_OSMO_EXIT_TIMES`` (only for the first N
 calls), ``FAKE_OSMO_STATUSES`` (comma list, one per query; the last one sticks), ``FAKE_OSMO_CANCEL_FAIL``,
-``FAKE_OSMO_CREDENTIALS`` (comma list of credential names that exist; ``-`` for ``list`` failing).
+``FAKE_OSMO_CREDENTIALS`` (comma list of credential names that exist; ``-`` for ``list`` failing),
 ``FAKE_OSMO_END_STATUSES`` (comma list: the Nth workflow submitted ends in the Nth status once its
-timeline is over, the last one sticks; default COMPLETED), ``FAKE_OSMO_CHECKPOINT_FILES`` (a folder: what
-a workflow's task writes to its checkpoint folder), ``FAKE_OSMO_DOWNLOAD_FAIL_AFTER`` (a download stops
-after N files, half-way through the next, with a connection error), ``FAKE_OSMO_HANG_SECONDS`` (the
-service answers that late).
-Outputs are kept as the service keeps them (``$FAKE_OSMO_DIR/storage`` for URLs, ``datasets/`` for 6.3
-datasets) and downloaded with ``dataset download`` (6.3) or ``data download`` (6.4).
+timeline is over, the last one sticks; default COMPLETED), ``FAKE_OSMO_CHECKPOINT_FILES`` (folders, a
+comma list like the end statuses, empty for none: what each workflow's task writes to its checkpoint
+folder), ``FAKE_OSMO_DOWNLOAD_FAIL_AFTER`` (a download stops after N files, half-way through the next,
+with a connection error), ``FAKE_OSMO_HANG_SECONDS`` (the service answers that late).
+
+Outputs are kept where the service keeps them (``$FAKE_OSMO_DIR/storage`` for URLs, ``dataset-files``
+for 6.3 dataset versions, tagged) and only as OSMO uploads them (see ``settle``); ``dataset download``
+(6.3) and ``data download`` (6.4) fetch them.
 Every call is recorded in ``$FAKE_OSMO_DIR/calls.jsonl``.
 """
 
@@ -400,13 +402,12 @@ def workflow(
     and checkpoint entries, tokens substituted."""
     workflows = state("workflows", {})
     if workflow_id not in workflows:
-        ends = (os.environ.get("FAKE_OSMO_END_STATUSES") or "COMPLETED").split(",")
         workflows[workflow_id] = {
             "groups": groups or [{"name": "train-group", "tasks": ["train"]}],
             "number": len(workflows) + 1,
-            "end": ends[min(len(workflows), len(ends) - 1)],
+            "end": _nth(os.environ.get("FAKE_OSMO_END_STATUSES") or "COMPLETED", len(workflows)),
             "kept": kept or {},
-            "checkpoint_files": os.environ.get("FAKE_OSMO_CHECKPOINT_FILES"),
+            "checkpoint_files": _nth(os.environ.get("FAKE_OSMO_CHECKPOINT_FILES") or "", len(workflows)),
             "start": time.time(),
             "interval": float(os.environ.get("FAKE_OSMO_LOG_INTERVAL", "1")),
             "lines": int(os.environ.get("FAKE_OSMO_LOG_LINES", "3")),
@@ -414,6 +415,12 @@ def workflow(
         }
         save("workflows", workflows)
     return workflows[workflow_id]  # type: ignore[no-any-return]
+
+
+def _nth(listed: str, index: int) -> str:
+    """Item ``index`` of a comma list, the last one for any later index."""
+    items = listed.split(",")
+    return items[min(index, len(items) - 1)]
 
 
 def line_times(timeline: dict[str, Any]) -> list[float]:
