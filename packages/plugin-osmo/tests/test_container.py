@@ -10,6 +10,7 @@ task's command and args run with the task's environment and nothing else.
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ def start_task(osmo: FakeOsmo, root: ContainerRoot, index: int | None = None) ->
 
 
 def lay_out_input(osmo: FakeOsmo, root: ContainerRoot, index: int, item: dict[str, Any]) -> None:
+    kept = kept_output(osmo, item)
+    if kept is not None:  # an earlier workflow's output (a checkpoint to resume from)
+        shutil.copytree(kept, root.path(f"/osmo/data/input/{index}"), dirs_exist_ok=True)
+        return
     if "dataset" in item:
         name = item["dataset"]["name"].split(":")[0]
         (upload,) = [a for a in osmo.argvs() if a[:3] == ["dataset", "upload", name]]
@@ -58,6 +63,24 @@ def lay_out_input(osmo: FakeOsmo, root: ContainerRoot, index: int, item: dict[st
             shutil.copytree(source, target)
         else:
             shutil.copy2(source, target)
+
+
+def kept_output(osmo: FakeOsmo, item: dict[str, Any]) -> Path | None:
+    """Where the stand-in keeps a workflow's output this input names: a tagged 6.3 dataset version (laid
+    out under the dataset's name) or a URL's files."""
+    if "dataset" in item:
+        name, _, tag = item["dataset"]["name"].partition(":")
+        recorded = osmo.state / "dataset_tags.json"
+        tags = json.loads(recorded.read_text()) if tag and recorded.is_file() else {}
+        version = tags.get(name, {}).get(tag)
+        if version is None:
+            return None
+        laid_out = osmo.state / "laid-out" / str(version) / name.split("/")[-1]
+        shutil.copytree(osmo.state / "dataset-files" / name / str(version), laid_out, dirs_exist_ok=True)
+        return laid_out.parent
+    scheme, _, rest = item["url"].partition("://")
+    folder = osmo.state / "storage" / scheme / rest.strip("/")
+    return folder if folder.is_dir() else None
 
 
 EXPECTED_ARGS = ["-p", "-m", "training.scripts.launch", "--mode", "train", "--task", "Isaac-Cartpole-v0",
@@ -174,3 +197,39 @@ def test_each_node_of_a_job_that_launches_its_processes_gets_the_node_variables(
         run = start_task(osmo, root, rank)
         assert run.returncode == 0, run.stderr
         assert root.path("/osmo/data/output/checkpoints/node").read_text() == f"2 {rank} 4 {master} 29500\n"
+
+
+@pytest.mark.parametrize("version", ["6.3.1", "6.4.0"])
+def test_a_resumed_job_finds_the_checkpoint_it_resumes_from(
+    osmo: FakeOsmo, tmp_path: Path, version: str
+) -> None:
+    """The checkpoint URI train printed for the first job, given to the next: the launcher gets the
+    mounted folder, which holds the first job's checkpoints."""
+    project = make_isaaclab_project(tmp_path / "isaaclab-project")
+    written = tmp_path / "written" / "iteration-000010"
+    written.mkdir(parents=True)
+    (written / "model.pt").write_bytes(b"weights")
+    env = {
+        "FAKE_OSMO_VERSION": version,
+        "FAKE_OSMO_CHECKPOINT_FILES": str(written.parent),
+        "FAKE_OSMO_END_STATUSES": "FAILED",
+        "FAKE_OSMO_LOG_LINES": "1",
+        "FAKE_OSMO_LOG_INTERVAL": "0",
+    }
+    args = ["train", "--platform", "osmo", "--task", "Isaac-Cartpole-v0", "--num-envs", "64",
+            "--dataset-url", "s3://bucket/robotrain", "--output", "json"]  # fmt: skip
+    first = osmo.run(args, cwd=project, **env)
+    assert first.returncode == 0, first.stderr
+    kept = json.loads(first.stdout)["details"]["checkpoints"]
+    status = osmo.run(["status", "isaaclab-training-1"], cwd=project, **env)
+    assert status.stdout.strip() == "osmo job isaaclab-training-1: failed", "its command ended: outputs kept"
+    resumed = osmo.run([*args, "--checkpoint-uri", kept, "--checkpoint-mode", "resume"], cwd=project, **env)
+    assert resumed.returncode == 0, resumed.stderr
+    root = ContainerRoot(tmp_path / "root")
+    started = start_task(osmo, root)
+    assert started.returncode == 0, started.stderr
+    (call,) = root.isaaclab_calls()
+    folder = call[call.index("--checkpoint-uri") + 1]
+    assert call[call.index("--checkpoint-mode") + 1] == "resume"
+    assert folder.startswith("/osmo/data/input/")
+    assert root.path(f"{folder}/iteration-000010/model.pt").read_bytes() == b"weights"

@@ -142,7 +142,11 @@ def _download_log(status: JobStatus, folder: Path) -> None:
     target = final if status.finished else folder / f"{status.job_id}.so-far.log"
     part = target.with_name(target.name + ".part")
     with part.open("w", encoding="utf-8") as out:
-        follow.logs(status.job_id, status.finished, out.write)
+
+        def write(text: str) -> None:
+            out.write(text)
+
+        follow.logs(status.job_id, status.finished, write)
     part.replace(target)
 
 
