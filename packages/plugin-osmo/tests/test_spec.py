@@ -115,6 +115,17 @@ def test_dataset_spec_with_storage_url_is_content_addressed(osmo: FakeOsmo, proj
     ]
 
 
+def test_checkpoint_upload_sets_how_often_osmo_uploads_the_checkpoint_folder(
+    osmo: FakeOsmo, project: Path
+) -> None:
+    args = ["--dataset-url", "s3://bucket/robotrain", "--osmo-client-version", "6.4", "--checkpoint-upload"]
+    spec, _text = dry_run(osmo, project, *args, "30m")
+    assert [entry["frequency"] for entry in task_of(spec)["checkpoint"]] == [1800]
+    assert_obeys_osmo_rules(spec, (6, 4))
+    result = osmo.run(["train", "--platform", "osmo", "--dry-run", *args, "soon"], cwd=project)
+    assert_one_line_error(result, "--checkpoint-upload: 'soon' is not a duration")
+
+
 def test_scripts_environment_names_set_resources_and_payload_root(osmo: FakeOsmo, project: Path) -> None:
     names = {"OSMO_GPU": "4", "OSMO_CPU": "12", "OSMO_MEMORY": "128Gi", "OSMO_STORAGE": "1Ti",
              "PAYLOAD_ROOT": "/workspace/custom"}  # fmt: skip

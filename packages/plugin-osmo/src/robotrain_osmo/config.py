@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robotrain import Option, OptionRegistry, Resources, Settings, UserError
+from robotrain.common_options import parse_duration
 from robotrain.settings import DEFAULT
 
 TRAIN = frozenset({"train"})
@@ -74,6 +75,9 @@ def add_options(options: OptionRegistry) -> None:
                default="training-code", env="OSMO_DATASET_NAME"),
         Option("dataset_url", "storage URL datasets and checkpoints go under with OSMO 6.4+ "
                "(s3://bucket/prefix)", env="OSMO_DATA_URL", commands=TRAIN_AND_STAGE),
+        Option("checkpoint_upload", "how often OSMO uploads the checkpoint folder while a task runs "
+               "(seconds, or 10m, 1h), so a preempted task leaves its checkpoints; OSMO 6.4, where "
+               "checkpoints go under --dataset-url", default="10m", env="OSMO_CHECKPOINT_UPLOAD"),
         Option("workflow", "submit this templated OSMO workflow file instead of the generated spec",
                env="OSMO_WORKFLOW"),
         Option("osmo_client_version", "OSMO client version a --dry-run writes for, 6.3 or 6.4 (default: "
@@ -99,6 +103,8 @@ class OsmoConfig:
     dataset_name: str
     dataset_url: str | None
     workflow: Path | None
+    checkpoint_upload_seconds: int = 600
+    """``checkpoint.frequency`` of the checkpoint folder (src/utils/job/task.py CheckpointSpec)."""
 
 
 def load_config(settings: Settings, resources: Resources, timeout_seconds: int | None) -> OsmoConfig:
@@ -118,6 +124,7 @@ def load_config(settings: Settings, resources: Resources, timeout_seconds: int |
         dataset_name=check_dataset_part(settings["dataset_name"], "--dataset-name"),
         dataset_url=check_dataset_url(settings.get("dataset_url")),
         workflow=workflow,
+        checkpoint_upload_seconds=parse_duration(str(settings["checkpoint_upload"]), "--checkpoint-upload"),
     )
 
 

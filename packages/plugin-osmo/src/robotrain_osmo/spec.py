@@ -60,8 +60,6 @@ DATASET_URI = re.compile(
 STORAGE_URI = re.compile(r"^(s3|gs|azure|swift|tos)://[^/\s]+(/\S*)?$")
 """src/lib/utils/constants.py StorageBackendPattern: the URLs a task can mount as an input."""
 CHECKPOINT_INPUT_ENV = "ROBOTRAIN_CHECKPOINT_INPUT"
-CHECKPOINT_FREQUENCY_SECONDS = 600
-"""How often OSMO uploads the checkpoint folder while the task runs (a ``checkpoint:`` entry)."""
 """Stands for the archive's base64 text until the YAML is written (see ``to_yaml``)."""
 
 
@@ -173,13 +171,14 @@ def checkpoint_output(
     return {"url": url}, url + folder
 
 
-def periodic_checkpoint(layout: Layout) -> list[dict[str, Any]]:
+def periodic_checkpoint(layout: Layout, seconds: int) -> list[dict[str, Any]]:
     """``checkpoint:`` entries that upload the checkpoint folder while the task runs.
 
     A task's outputs are uploaded only when its command ends: a preempted, evicted or lost pod uploads
     none (docs/user_guide/workflows/lifecycle/index.rst, "Task's Output Behavior"; src/runtime/cmd/ctrl/
     ctrl.go exits on SIGTERM without uploading). OSMO's checkpointing (src/utils/job/task.py
-    CheckpointSpec: path, url, frequency) uploads a folder every ``frequency`` and once more at the end;
+    CheckpointSpec: path, url, frequency) uploads a folder every ``frequency`` (``--checkpoint-upload``)
+    and once more at the end;
     it takes a storage URL only, so jobs whose checkpoint output is a URL (6.4) get it, to the same
     place the output goes.
     """
@@ -189,7 +188,7 @@ def periodic_checkpoint(layout: Layout) -> list[dict[str, Any]]:
     return [{
         "path": f"{OUTPUT_TOKEN}/{CHECKPOINT_OUTPUT}",
         "url": f"{url}/{CHECKPOINT_OUTPUT}",
-        "frequency": CHECKPOINT_FREQUENCY_SECONDS,
+        "frequency": seconds,
     }]  # fmt: skip
 
 
@@ -326,7 +325,7 @@ def _task(job: JobSpec, config: OsmoConfig, layout: Layout, has_resources: bool,
         task["inputs"] = inputs
     if rank == 0:  # the lead keeps what rank 0 writes; other nodes' output folders are not uploaded
         task["outputs"] = [layout.checkpoint_output, *({"url": uri} for uri in job.outputs.values())]
-        task["checkpoint"] = periodic_checkpoint(layout) or None
+        task["checkpoint"] = periodic_checkpoint(layout, config.checkpoint_upload_seconds) or None
     task["environment"] = environment
     if job.secrets:
         task["credentials"] = credentials(job)
