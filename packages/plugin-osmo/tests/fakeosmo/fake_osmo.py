@@ -329,15 +329,23 @@ def submit(args: argparse.Namespace, record: dict[str, Any]) -> None:
     workflow(workflow_id, [
         {"name": group["name"], "tasks": [task["name"] for task in group["tasks"]]}
         for group in groups_of(spec["workflow"])
-    ], kept={
-        "outputs": [item for task in record["started_tasks"] for item in task.get("outputs") or []],
-        "checkpoints": [item for task in record["started_tasks"] for item in task.get("checkpoint") or []],
-    })  # fmt: skip
+    ], kept=kept_by(record["started_tasks"]))  # fmt: skip
     print_json(args, {
         "name": workflow_id, "overview": f"{SERVICE}/workflows/{workflow_id}",
         "logs": f"{SERVICE}/api/workflow/{workflow_id}/logs", "spec": None, "dashboard_url": None,
         "warnings": [],
     })  # fmt: skip
+
+
+def kept_by(started: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the task that declares outputs (the lead of a group) keeps: its outputs, its ``checkpoint:``
+    entries and the folder its job writes checkpoints to (tokens substituted)."""
+    keeper = next((task for task in started if task.get("outputs")), started[0] if started else {})
+    return {
+        "outputs": keeper.get("outputs") or [],
+        "checkpoints": keeper.get("checkpoint") or [],
+        "checkpoint_folder": (keeper.get("environment") or {}).get("TRAINING_CHECKPOINT_OUTPUT"),
+    }
 
 
 def _tasks(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -437,6 +445,8 @@ ENDINGS = {
     "FAILED_PREEMPTED": (3006, "Pod was preempted at 2025-01-01 00:10:00+00:00. "),
     "FAILED_BACKEND_ERROR": (3001, "Pod {task} error message: DisruptionTarget: node is shutting down\n"),
 }
+OUTPUT_FOLDER = "/osmo/data/output"
+"""src/utils/job/task.py TaskSpec.parse: ``{{output}}``."""
 UPLOADING_ENDS = {"COMPLETED", "FAILED", "FAILED_EVICTED"}
 """src/runtime/cmd/ctrl/ctrl.go: outputs are uploaded once the command ends, succeeded or failed (an
 OOMKilled container ends the command; the sidecar lives on); a pod that is deleted (preempted, evicted
@@ -453,24 +463,40 @@ def timeline_status(workflow_id: str) -> str:
 
 
 def settle(workflow_id: str, timeline: dict[str, Any]) -> None:
-    """Once a workflow has ended: what its task kept. OSMO's checkpointing uploaded the folder while the
-    task ran (src/utils/job/task.py CheckpointSpec), whatever the end; outputs only as UPLOADING_ENDS."""
+    """Once a workflow has ended: what its task kept. OSMO's checkpointing uploaded its folder while the
+    task ran (src/utils/job/task.py CheckpointSpec), whatever the end; the outputs were uploaded only as
+    UPLOADING_ENDS says, and not at all from an empty output folder (ctrl.go uploadOutputs: "No Files in
+    Output Folder")."""
     settled = state("settled", [])
     if workflow_id in settled:
         return
-    files = timeline.get("checkpoint_files")
-    if files:
-        for entry in timeline["kept"].get("checkpoints", []):
-            if entry["path"] == "/osmo/data/output/checkpoints":
-                _copy_tree(Path(files), url_folder(entry["url"]))
-        if timeline["end"] in UPLOADING_ENDS:
-            for output in timeline["kept"].get("outputs", []):
-                if "url" in output:
-                    _copy_tree(Path(files), url_folder(output["url"]) / "checkpoints")
-                elif "dataset" in output:
-                    folder = new_dataset_version(output["dataset"]["name"])
-                    _copy_tree(Path(files), folder / "checkpoints")
+    output = task_output(workflow_id, timeline)
+    for entry in timeline["kept"].get("checkpoints", []):
+        relative = (
+            Path(entry["path"]).relative_to(OUTPUT_FOLDER)
+            if entry["path"].startswith(OUTPUT_FOLDER)
+            else None
+        )
+        if relative is not None and (output / relative).is_dir():
+            _copy_tree(output / relative, url_folder(entry["url"]))
+    if timeline["end"] in UPLOADING_ENDS and any(output.rglob("*")):
+        for item in timeline["kept"].get("outputs", []):
+            if "url" in item:
+                _copy_tree(output, url_folder(item["url"]))
+            elif "dataset" in item:
+                _copy_tree(output, new_dataset_version(item["dataset"]["name"]))
     save("settled", [*settled, workflow_id])
+
+
+def task_output(workflow_id: str, timeline: dict[str, Any]) -> Path:
+    """The lead task's output folder (``{{output}}``) as its command left it: ``FAKE_OSMO_CHECKPOINT_FILES``
+    written where its ``TRAINING_CHECKPOINT_OUTPUT`` points."""
+    output = STATE / "task-output" / workflow_id
+    output.mkdir(parents=True, exist_ok=True)
+    files, folder = timeline.get("checkpoint_files"), timeline["kept"].get("checkpoint_folder") or ""
+    if files and folder.startswith(OUTPUT_FOLDER + "/"):
+        _copy_tree(Path(files), output / Path(folder).relative_to(OUTPUT_FOLDER))
+    return output
 
 
 def _copy_tree(source: Path, target: Path) -> None:
