@@ -25,5 +25,6 @@ def test_startup_benchmark_runs_both_sides_on_the_same_input() -> None:
         "| invoke train --help",
         "| invoke train --platform osmo --payload inline",
         "| the same with --dry-run",
+        "| the same submit, one source file edited before each run",
         "| invoke's own start: `invoke hello`, one-task tasks.py",
     ]
