@@ -39,10 +39,6 @@ def files_of(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def submitted(osmo: FakeOsmo) -> list[dict[str, Any]]:
-    return osmo.submits()
-
-
 def train(osmo: FakeOsmo, project: Path, *args: str, **env: str) -> None:
     result = osmo.run(["train", *OSMO, *args], cwd=project, **env)
     assert result.returncode == 0, result.stderr
@@ -193,7 +189,7 @@ def test_rerun_submits_the_same_workflow_again(osmo: FakeOsmo, project: Path) ->
     train(osmo, project, "--num-envs", "64", "--pool", "gpu")
     result = osmo.run(["rerun", "isaaclab-training-1"], cwd=project)
     assert result.returncode == 0, result.stderr
-    first, second = submitted(osmo)
+    first, second = osmo.submits()
     assert first["spec_text"] == second["spec_text"]
     assert first["argv"][3:] == second["argv"][3:] == ["-t", "json", "-p", "gpu"]
     assert jobs(osmo, project)["isaaclab-training-2"]["rerun_of"] == "isaaclab-training-1"
@@ -217,7 +213,7 @@ def test_download_brings_back_the_checkpoints_and_the_log(
     command = next(argv for argv in osmo.argvs() if "download" in argv[:2])
     if env:
         kept = f"{URL}/checkpoints/isaaclab-training/isaaclab-training-1/checkpoints"
-        assert command == ["data", "download", kept, str(target / "checkpoints"), "--resume"]
+        assert command == ["data", "download", kept, str(target / ".osmo-download/checkpoints"), "--resume"]
     else:
         name = "training/isaaclab-training-checkpoints:isaaclab-training-1"
         assert command == ["dataset", "download", name, str(target / ".osmo-download"), "--resume"]
@@ -233,6 +229,8 @@ def test_a_stopped_download_continues_without_fetching_complete_files(
     stopped = osmo.run(["download", "isaaclab-training-1", "--to", str(target)], cwd=project,
                        FAKE_OSMO_DOWNLOAD_FAIL_AFTER="1", **env)  # fmt: skip
     assert_one_line_error(stopped, "OSMO server or connection error")
+    assert "run `invoke download isaaclab-training-1` again to continue" in stopped.stderr
+    assert files_of(target / "checkpoints") == {}, "no half-written file where the checkpoints go"
     result = osmo.run(["download", "isaaclab-training-1", "--to", str(target)], cwd=project, **env)
     assert result.returncode == 0, result.stderr
     assert files_of(target / "checkpoints") == files_of(written)
@@ -275,7 +273,7 @@ def test_a_preempted_attempt_is_resumed_from_its_checkpoint(
     assert result.returncode == 0, result.stderr
     kept = f"{URL}/checkpoints/isaaclab-training/isaaclab-training-1/checkpoints"
     assert f"resuming from {kept}" in result.stderr
-    first, second = submitted(osmo)
+    first, second = osmo.submits()
     args = task_of(first["rendered"])["args"]
     assert args[args.index("--checkpoint-mode") + 1] == "from-scratch"
     folder, mounted = resumed_from(second["rendered"])
@@ -302,7 +300,7 @@ def test_an_attempt_preempted_before_its_first_upload_passes_on_the_checkpoint_i
                       cwd=project, **env)  # fmt: skip
     assert result.returncode == 0, result.stderr
     kept = f"{URL}/checkpoints/isaaclab-training/isaaclab-training-1/checkpoints"
-    _, second, third = submitted(osmo)
+    _, second, third = osmo.submits()
     assert resumed_from(second["rendered"])[1] == resumed_from(third["rendered"])[1] == {"url": kept}
     assert result.stderr.count(f"resuming from {kept}") == 2
 
@@ -318,7 +316,7 @@ def test_a_preempted_63_attempt_kept_no_checkpoint_and_starts_over(
     result = osmo.run(["train", *OSMO, "--retries", "1", "--poll-interval", "0.1"], cwd=project, **env)
     assert result.returncode == 0, result.stderr
     assert "starting again" in result.stderr and "no checkpoint" in result.stderr
-    first, second = submitted(osmo)
+    first, second = osmo.submits()
     assert first["spec_text"] == second["spec_text"]
 
 
@@ -330,7 +328,7 @@ def test_an_attempt_that_ran_out_of_memory_is_retried_with_half_the_environments
     result = osmo.run(["train", *OSMO, "--num-envs", "512", "--retries", "1", "--on-oom", "halve-envs",
                        "--poll-interval", "0.1"], cwd=project, **env)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    first, second = (task_of(call["rendered"])["args"] for call in submitted(osmo))
+    first, second = (task_of(call["rendered"])["args"] for call in osmo.submits())
     assert first[first.index("--num_envs") + 1] == "512"
     assert second[second.index("--num_envs") + 1] == "256"
 
@@ -343,7 +341,7 @@ def test_a_63_checkpoint_dataset_is_mounted_for_the_job_that_resumes_from_it(
     train(osmo, project, FAKE_OSMO_CHECKPOINT_FILES=str(written), FAKE_OSMO_END_STATUSES="FAILED", **ENDS_NOW)
     kept = "dataset://training/isaaclab-training-checkpoints:isaaclab-training-1/checkpoints"
     train(osmo, project, "--checkpoint-uri", kept, "--checkpoint-mode", "resume")
-    folder, mounted = resumed_from(submitted(osmo)[-1]["rendered"])
+    folder, mounted = resumed_from(osmo.submits()[-1]["rendered"])
     assert mounted == {"dataset": {"name": "training/isaaclab-training-checkpoints:isaaclab-training-1"}}
     assert folder == "{{input:0}}/isaaclab-training-checkpoints/checkpoints"
     absent = "dataset://training/isaaclab-training-checkpoints:isaaclab-training-7/checkpoints"

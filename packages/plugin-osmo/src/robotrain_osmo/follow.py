@@ -98,10 +98,7 @@ def list_states(job_ids: Sequence[str]) -> list[JobStatus]:
     """
     for job_id in job_ids:
         check_job_id(job_id)
-    data = runner.run_json(["workflow", "list", "-t", "json", "--count", str(LIST_COUNT), "--order", "desc"])
-    listed = {
-        str(entry.get("name")): entry for entry in (data.get("workflows") or []) if isinstance(entry, dict)
-    } if isinstance(data, dict) else {}  # fmt: skip
+    listed = _listed_workflows()
     found = []
     for job_id in job_ids:
         entry = listed.get(job_id)
@@ -112,6 +109,14 @@ def list_states(job_ids: Sequence[str]) -> list[JobStatus]:
         details = {"status": raw, "overview": entry.get("overview"), "pool": entry.get("pool")}
         found.append(JobStatus(PLATFORM, job_id, robotrain_state(raw), details))
     return found
+
+
+def _listed_workflows() -> dict[str, dict[str, Any]]:
+    """``osmo workflow list -t json``: ``{"workflows": [ListEntry...]}``, each ``name`` a workflow id
+    (src/service/core/workflow/objects.py ListEntry)."""
+    data = runner.run_json(["workflow", "list", "-t", "json", "--count", str(LIST_COUNT), "--order", "desc"])
+    entries = data.get("workflows") if isinstance(data, dict) else None
+    return {str(entry.get("name")): entry for entry in entries or [] if isinstance(entry, dict)}
 
 
 def _tasks(data: dict[str, Any]) -> list[dict[str, Any]]:

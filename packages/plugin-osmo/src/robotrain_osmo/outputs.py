@@ -19,8 +19,8 @@ from robotrain_osmo import datasets, follow, runner
 from robotrain_osmo.spec import DATASET_URI, STORAGE_URI
 
 STAGING = ".osmo-download"
-"""Below the destination: where ``osmo dataset download`` writes (it adds the dataset's name), kept so
-that ``--resume`` skips what is complete the next time."""
+"""Below the destination: where the osmo CLI downloads to (``dataset download`` adds the dataset's name),
+kept so that ``--resume`` skips what is complete the next time."""
 LOGS, CHECKPOINTS = "logs", "checkpoints"
 RESUME = CheckpointMode.RESUME.value
 
@@ -88,7 +88,7 @@ def download(job_id: str, destination: Path, settings: Settings) -> list[Path]:
     destination.mkdir(parents=True, exist_ok=True)
     written = []
     if uri:
-        _download_checkpoints(uri, destination)
+        _download_checkpoints(uri, destination, job_id)
         written.append(destination / CHECKPOINTS)
     else:
         sys.stderr.write(
@@ -99,20 +99,28 @@ def download(job_id: str, destination: Path, settings: Settings) -> list[Path]:
     return [*written, destination / LOGS]
 
 
-def _download_checkpoints(uri: str, destination: Path) -> None:
-    target = destination / CHECKPOINTS
+def _download_checkpoints(uri: str, destination: Path, job_id: str) -> None:
+    """The osmo CLI downloads into the staging folder; only once it is done do the files appear in
+    ``checkpoints/``, so that folder never holds a half-written file."""
+    staging = destination / STAGING
     dataset = DATASET_URI.match(uri)
     if dataset is None:
         _require_client(uses_url=True, uri=uri)
-        runner.run(["data", "download", uri, str(target), "--resume"])
-        target.mkdir(exist_ok=True)
-        return
-    _require_client(uses_url=False, uri=uri)
-    reference = dataset.group("dataset")
-    staging = destination / STAGING
-    runner.run(["dataset", "download", reference, str(staging), "--resume"])
-    name = reference.split("/")[-1].split(":")[0]
-    _link_tree(staging / name / (dataset.group("path") or "").strip("/"), target)
+        arguments, fetched = ["data", "download", uri, str(staging / CHECKPOINTS)], staging / CHECKPOINTS
+    else:
+        _require_client(uses_url=False, uri=uri)
+        reference = dataset.group("dataset")
+        arguments = ["dataset", "download", reference, str(staging)]
+        name = reference.split("/")[-1].split(":")[0]
+        fetched = staging / name / (dataset.group("path") or "").strip("/")
+    try:
+        runner.run([*arguments, "--resume"], show_progress=True)
+    except UserError as error:
+        raise UserError(
+            f"{error}; run `invoke download {job_id}` again to continue (complete files are not "
+            f"fetched again)"
+        ) from None
+    _link_tree(fetched, destination / CHECKPOINTS)
 
 
 def _link_tree(source: Path, target: Path) -> None:

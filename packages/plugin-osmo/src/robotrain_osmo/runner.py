@@ -21,11 +21,15 @@ QUIET_PERIODS_AT_MOST = 5
 ERROR_MESSAGE, ERROR_CODE = "Error message:", "Error code:"
 
 
-def run(args: Sequence[str], retries: int = RATE_LIMIT_TRIES) -> str:
-    """Run ``osmo ARGS`` and return its stdout; rate limiting (75) is retried with backoff."""
+def run(args: Sequence[str], retries: int = RATE_LIMIT_TRIES, show_progress: bool = False) -> str:
+    """Run ``osmo ARGS`` and return its stdout; rate limiting (75) is retried with backoff.
+
+    ``show_progress`` leaves osmo's stderr on the user's terminal: its data commands draw their tqdm
+    progress bar there (src/lib/data/storage/core/progress.py); errors still come on stdout.
+    """
     base = float(os.environ.get(RETRY_BASE_ENV, "2"))
     for attempt in range(retries):
-        result = _execute(args)
+        result = _execute(args, show_progress)
         if result.returncode != EXIT_RATE_LIMITED:
             break
         if attempt < retries - 1:
@@ -46,11 +50,12 @@ def run_json(args: Sequence[str]) -> Any:
         raise UserError(f"`osmo {_what(args)}` printed no JSON: {_one_line(output)}") from None
 
 
-def _execute(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+def _execute(args: Sequence[str], show_progress: bool = False) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
-            [EXECUTABLE, *args], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
-        )
+            [EXECUTABLE, *args], stdout=subprocess.PIPE, stderr=None if show_progress else subprocess.PIPE,
+            text=True, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
     except FileNotFoundError:
         raise _not_installed() from None
 
@@ -65,7 +70,7 @@ def _not_installed() -> UserError:
 def _error(args: Sequence[str], result: subprocess.CompletedProcess[str]) -> UserError:
     message = _message(result)
     code = result.returncode
-    if code == EXIT_USER and "must login" in (result.stdout + result.stderr).lower():
+    if code == EXIT_USER and "must login" in (result.stdout + (result.stderr or "")).lower():
         return UserError("not logged in to OSMO; run `osmo login <URL>` and try again")
     if code == EXIT_SERVER:
         return UserError(f"OSMO server or connection error ({message}); check the service and your network")
@@ -87,7 +92,7 @@ def _message(result: subprocess.CompletedProcess[str]) -> str:
             return _one_line(str(data["message"]))
     except ValueError:
         pass
-    return error_text(result.stdout.splitlines()) or _last_line(result.stderr + "\n" + result.stdout)
+    return error_text(result.stdout.splitlines()) or _last_line((result.stderr or "") + "\n" + result.stdout)
 
 
 def error_text(lines: Sequence[str]) -> str | None:
