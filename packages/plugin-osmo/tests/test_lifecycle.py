@@ -136,7 +136,7 @@ def test_jobs_marks_osmo_workflows_stale_when_osmo_cannot_be_reached(osmo: FakeO
 def test_jobs_does_not_wait_for_an_osmo_that_hangs(osmo: FakeOsmo, project: Path) -> None:
     """The one slow test: core waits 10 s for the platforms, then shows last known states."""
     train(osmo, project, **RUNS_ON)
-    result = osmo.run(["jobs", "--output", "json"], cwd=project, FAKE_OSMO_HANG_SECONDS="60")
+    result = osmo.run(["jobs", "--output", "json"], cwd=project, FAKE_OSMO_HANG_SECONDS="15")
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)
     assert row["stale"] is True and row["stale_reason"] == "no answer within 10 s"
