@@ -211,6 +211,55 @@ def test_a_secret_written_into_a_cached_file_is_found(tmp_path: Path) -> None:
         pack({"training": root}, tmp_path / "out", cache_dir=tmp_path / "cache")
 
 
+SCAN_ALL = """
+import sys
+{prelude}
+from pathlib import Path
+from robotrain.errors import UserError
+from robotrain.payload import pack
+try:
+    pack({{"training": Path(sys.argv[1])}}, Path(sys.argv[2]))
+except UserError as error:
+    print(error)
+print("urllib3" in sys.modules)
+"""
+
+
+def test_the_scan_finds_the_same_without_importing_requests(tmp_path: Path) -> None:
+    """detect-secrets imports requests only to verify over the network: the scan leaves it unimported."""
+    root = tmp_path / "training"
+    plant(root, tmp_path / "elsewhere")
+    outputs = []
+    for prelude in ("", "import requests"):
+        code = SCAN_ALL.format(prelude=prelude)
+        command = [sys.executable, "-c", code, str(root), str(tmp_path / f"out{len(outputs)}")]
+        outputs.append(
+            subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()
+        )
+    (lean, lean_loaded), (usual, usual_loaded) = outputs
+    assert lean.startswith("refusing to pack: ") and lean == usual
+    assert (lean_loaded, usual_loaded) == ("False", "True")
+
+
+PLACEHOLDER = """
+import sys
+from robotrain.payload_secrets import _requests_on_first_use
+with _requests_on_first_use():
+    import requests
+    annotation = requests.Response
+    print("urllib3" in sys.modules)
+    get = requests.get  # any other attribute: the real requests
+    print("urllib3" in sys.modules)
+import requests as after
+print(get is after.get, hasattr(after, "__file__"))
+"""
+
+
+def test_requests_is_imported_on_first_use() -> None:
+    result = subprocess.run([sys.executable, "-c", PLACEHOLDER], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True", "True", "True"]
+
+
 def test_prefilter_finds_what_detect_secrets_finds_line_by_line(tmp_path: Path) -> None:
     """The fast scan against detect-secrets' own full scan, on the planted files and core's sources."""
     from detect_secrets.core.scan import scan_file

@@ -18,10 +18,14 @@ import itertools
 import math
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from importlib import import_module
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from robotrain.errors import UserError
@@ -329,13 +333,16 @@ def content_scanner() -> ContentScanner:
     The default filters leave out verification: nothing is ever sent over the network.
     """
     import re2  # type: ignore[import-untyped]  # no stubs
-    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-    from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
-    from detect_secrets.settings import get_plugins, get_settings
 
-    kinds: list[Any] = list(get_mapping_from_secret_type_to_class().values())
-    get_settings().configure_plugins([{"name": kind.__name__} for kind in kinds])
-    plugins = list(get_plugins())
+    try:
+        with _requests_on_first_use():
+            plugins = _configured_plugins()
+    except ImportError:  # a detect-secrets that imports a part of requests: import it all as usual
+        for name in [name for name in sys.modules if name.partition(".")[0] == "detect_secrets"]:
+            del sys.modules[name]
+        plugins = _configured_plugins()
+    from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
+
     loosened, line_rules, quoted = [], [], []
     for plugin in plugins:
         if isinstance(plugin, HighEntropyStringsPlugin):
@@ -353,10 +360,47 @@ def content_scanner() -> ContentScanner:
     return ContentScanner(plugins, prefilter, quoted, line_rules)
 
 
+def _configured_plugins() -> list[Any]:
+    """Every detect-secrets plugin, with its default filters (their modules are imported here too)."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.settings import get_filters, get_plugins, get_settings
+
+    kinds: list[Any] = list(get_mapping_from_secret_type_to_class().values())
+    get_settings().configure_plugins([{"name": kind.__name__} for kind in kinds])
+    get_filters()
+    return list(get_plugins())
+
+
+@contextmanager
+def _requests_on_first_use() -> Iterator[None]:
+    """While detect-secrets is imported, ``requests`` is imported only if something reads from it.
+
+    detect-secrets imports requests (with urllib3, ssl and http.client, most of its import time) only
+    to verify findings over the network, which robotrain leaves out. Unless requests is loaded already,
+    a placeholder stands in during the import: any attribute read from it imports the real requests and
+    returns the real attribute, except ``Response``, which two plugins name in a return annotation.
+    """
+    if "requests" in sys.modules:
+        yield
+        return
+    placeholder = ModuleType("requests", "imports requests when an attribute is first read")
+
+    def real_attribute(name: str) -> Any:
+        if sys.modules.get("requests") is placeholder:
+            del sys.modules["requests"]
+        return getattr(import_module("requests"), name)
+
+    vars(placeholder).update(Response=type("Response", (), {}), __getattr__=real_attribute)
+    sys.modules["requests"] = placeholder
+    try:
+        yield
+    finally:
+        if sys.modules.get("requests") is placeholder:
+            del sys.modules["requests"]
+
+
 def _patterns_of(plugin: Any) -> list[re.Pattern[str]]:
     """Every regex a plugin may use: its own attributes and its module's (e.g. one per file type)."""
-    import sys
-
     found: dict[tuple[str, int], re.Pattern[str]] = {}
     for source in (vars(type(plugin)), vars(plugin), vars(sys.modules[type(plugin).__module__])):
         for value in _flatten(list(source.values())):
