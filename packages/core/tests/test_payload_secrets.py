@@ -260,6 +260,20 @@ def test_requests_is_imported_on_first_use() -> None:
     assert result.stdout.split() == ["False", "True", "True", "True"]
 
 
+def test_one_unusable_widened_pattern_sends_the_prefilter_back_to_checking_each() -> None:
+    """The prefilter compiles all widened patterns at once; one RE2 refuses, or one matching an empty
+    line (every line a candidate), makes that fail, and each is then checked on its own."""
+    import re2  # type: ignore[import-untyped]  # no stubs
+
+    from robotrain.payload_secrets import _prefilter, _usable
+
+    options = re2.Options()
+    good, empty, refused = r"(?m)AKIA[0-9A-Z]{16}", r"(?m)x*", r"(?m)(a)\1"
+    assert _prefilter([good], options) is not None
+    assert _prefilter([good, empty], options) is None and _prefilter([good, refused], options) is None
+    assert [_usable(wide) for wide in (good, empty, refused)] == [True, False, False]
+
+
 def test_prefilter_finds_what_detect_secrets_finds_line_by_line(tmp_path: Path) -> None:
     """The fast scan against detect-secrets' own full scan, on the planted files and core's sources."""
     from detect_secrets.core.scan import scan_file

@@ -343,21 +343,46 @@ def content_scanner() -> ContentScanner:
         plugins = _configured_plugins()
     from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
 
-    loosened, line_rules, quoted = [], [], []
+    widened: list[tuple[re.Pattern[str], str | None]] = []
+    quoted = []
     for plugin in plugins:
         if isinstance(plugin, HighEntropyStringsPlugin):
             quoted.append(_Quoted.of(plugin))
-            continue
-        for pattern in _patterns_of(plugin):
-            wide = _loosened(pattern)
-            if wide is None:
-                line_rules.append(pattern)
-            else:
-                loosened.append(wide)
+        else:
+            widened += [(pattern, _widened(pattern)) for pattern in _patterns_of(plugin)]
     options = re2.Options()
     options.max_mem = 64 << 20
-    prefilter = re2.compile("|".join(f"(?:{wide})" for wide in loosened) or "(?!)", options)
+    loosened = [wide for _, wide in widened if wide is not None]
+    prefilter = _prefilter(loosened, options)
+    if prefilter is None:  # some widened pattern RE2 refuses, or one matching anything: sort them out
+        loosened = [wide for _, wide in widened if wide is not None and _usable(wide)]
+        prefilter = _prefilter(loosened, options)
+        assert prefilter is not None
+    kept = set(loosened)
+    line_rules = [pattern for pattern, wide in widened if wide not in kept]
     return ContentScanner(plugins, prefilter, quoted, line_rules)
+
+
+def _prefilter(loosened: list[str], options: Any) -> Any:
+    """One RE2 pattern for all, if RE2 compiles it and it cannot match an empty line (else None)."""
+    import re2  # type: ignore[import-untyped]  # no stubs
+
+    try:
+        compiled = re2.compile("|".join(f"(?:{wide})" for wide in loosened) or "(?!)", options)
+    except re2.error:
+        return None
+    return None if loosened and compiled.fullmatch("") else compiled
+
+
+def _usable(wide: str) -> bool:
+    """Whether RE2 runs ``wide`` and it cannot match an empty line (which would make every line a
+    candidate)."""
+    import re2  # type: ignore[import-untyped]  # no stubs
+
+    try:
+        return not re2.compile(wide).fullmatch("")
+    except re2.error:
+        return False
 
 
 def _configured_plugins() -> list[Any]:
@@ -433,15 +458,13 @@ _LOOKAROUNDS = ("(?=", "(?!", "(?<=", "(?<!")
 _REPEAT = re.compile(r"\{(\d*),?(\d*)\}")
 
 
-def _loosened(pattern: re.Pattern[str]) -> str | None:
+def _widened(pattern: re.Pattern[str]) -> str | None:
     """An RE2 pattern matching, in a block of lines, wherever ``pattern`` matches on one line (or None).
 
     Lookarounds and word boundaries are dropped, a back-reference becomes ``.*?``,
     Python's Unicode ``\\d \\w \\s`` are spelled out, repeats over RE2's 1000 are
     opened. Each change only widens the pattern, so no match on a line is lost.
     """
-    import re2  # type: ignore[import-untyped]  # no stubs
-
     text, verbose = pattern.pattern, bool(pattern.flags & re.VERBOSE)
     out: list[str] = []
     at, class_start, negated = 0, -1, False  # class_start: where the open class's members begin
@@ -482,12 +505,7 @@ def _loosened(pattern: re.Pattern[str]) -> str | None:
             out.append(char)
             at += 1
     flags = "m" + ("i" if pattern.flags & re.IGNORECASE else "") + ("s" if pattern.flags & re.DOTALL else "")
-    wide = f"(?{flags}){''.join(out)}"
-    try:
-        compiled = re2.compile(wide)
-    except re2.error:
-        return None
-    return None if compiled.fullmatch("") else wide
+    return f"(?{flags}){''.join(out)}"
 
 
 def _capped(repeat: re.Match[str]) -> str:
