@@ -16,6 +16,13 @@ CORE = "packages/core"
 LEROBOT_PINS = ("0.6.1", "0.3.3")
 """LeRobot releases the lerobot plugin generates command lines for; 0.6 needs Python 3.12."""
 LEROBOT_TESTS = "packages/plugin-lerobot/tests"
+COMPILED = {"UV_COMPILE_BYTECODE": "1"}
+"""Installs carry their .pyc files: the tests start hundreds of interpreters (the CLI, the stand-ins), and
+invoke turns bytecode writing off in each, so without them every start compiles MLflow or the Azure SDK."""
+PARALLEL = ("-n", "auto", "--dist", "loadgroup")
+"""pytest-xdist, one worker per core. Tests sharing a costly module-scoped fixture carry an ``xdist_group``
+so one worker runs them all; pytest 9.2 loses the group (pytest-xdist#1386), so until that is fixed such
+a fixture runs once per worker that gets one of its tests."""
 
 
 def _python312() -> str:
@@ -26,15 +33,17 @@ def _python312() -> str:
     return str(found[-1]) if found else "3.12"
 
 
-def _install(session: nox.Session, *packages: str) -> None:
+def _install(session: nox.Session, *packages: str, compiled: bool = True) -> None:
     """Install core and the given packages, each named package with its ``test`` extra.
 
     Core's own test extra (MLflow, gymnasium) comes only when core is named, so a
-    plugin's session proves the plugin works with bare core.
+    plugin's session proves the plugin works with bare core. ``compiled=False`` skips
+    the .pyc files, for sessions that never import what they install.
     """
     core = f"{CORE}[test]" if "core" in packages else CORE
     plugins = [f"packages/{p}[test]" for p in packages if p != "core"]
-    session.install(*(arg for path in (core, *plugins) for arg in ("-e", path)))
+    editable = (arg for path in (core, *plugins) for arg in ("-e", path))
+    session.install(*editable, env=COMPILED if compiled else None)
 
 
 @nox.session
@@ -48,24 +57,26 @@ def tests(session: nox.Session, package: str) -> None:
     if package == "plugin-lerobot":
         _lerobot_tests(session)
         return
-    session.run("pytest", f"packages/{package}/tests", *session.posargs)
+    session.run("pytest", f"packages/{package}/tests", *PARALLEL, *session.posargs)
 
 
 def _install_lerobot(session: nox.Session, version: str) -> None:
     """LeRobot without torch: its light dependencies, then the package itself with --no-deps."""
-    session.install("-r", f"{LEROBOT_TESTS}/requirements-lerobot-{version}.txt")
-    session.install("--no-deps", f"lerobot=={version}")
+    session.install("-r", f"{LEROBOT_TESTS}/requirements-lerobot-{version}.txt", env=COMPILED)
+    session.install("--no-deps", f"lerobot=={version}", env=COMPILED)
 
 
 def _lerobot_tests(session: nox.Session) -> None:
     """All plugin tests against the newest pin, then the command-line schema check against each other pin."""
     newest, *others = LEROBOT_PINS
     _install_lerobot(session, newest)
-    session.run("pytest", LEROBOT_TESTS, *session.posargs, env={"ROBOTRAIN_REQUIRE_LEROBOT": newest})
+    session.run(
+        "pytest", LEROBOT_TESTS, *PARALLEL, *session.posargs, env={"ROBOTRAIN_REQUIRE_LEROBOT": newest}
+    )
     for version in others:
         _install_lerobot(session, version)
         session.run(
-            "pytest", f"{LEROBOT_TESTS}/test_lerobot_schema.py", *session.posargs,
+            "pytest", f"{LEROBOT_TESTS}/test_lerobot_schema.py", *PARALLEL, *session.posargs,
             env={"ROBOTRAIN_REQUIRE_LEROBOT": version},
         )  # fmt: skip
 
@@ -74,7 +85,7 @@ def _lerobot_tests(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """All packages together: discovery of installed distributions, the CLI end to end."""
     _install(session, *PACKAGES)
-    session.run("pytest", "tests", *session.posargs)
+    session.run("pytest", "tests", *PARALLEL, *session.posargs)
 
 
 @nox.session
@@ -86,7 +97,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def types(session: nox.Session) -> None:
-    _install(session, *PACKAGES)
+    _install(session, *PACKAGES, compiled=False)
     session.install("mypy", "types-PyYAML")
     session.run("mypy")
 

@@ -62,13 +62,13 @@ JOB_ID = re.compile(r"\blocal-\d{8}-\d{6}-[0-9a-f]{4}\b")
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(tmp_path_factory: pytest.TempPathFactory, seed_store: Callable[[Path], Path]) -> Path:
     """One project (one MLflow store) for the tests here; train.sh does what ``BEHAVIOUR`` names."""
     root = make_project(
         tmp_path_factory.mktemp("distributed") / "project", 'experiment-name = "distributed"\n'
     )
     (root / "src" / "training" / "scripts" / "train.sh").write_text(SCRIPT)
-    return root
+    return seed_store(root)
 
 
 def train(
@@ -122,7 +122,9 @@ def weights_sha256(weights: Path) -> str:
 
 
 @pytest.mark.slow
-def test_the_example_trains_on_two_processes_and_rank_0_alone_tracks(tmp_path: Path) -> None:
+def test_the_example_trains_on_two_processes_and_rank_0_alone_tracks(
+    tmp_path: Path, seed_store: Callable[[Path], Path]
+) -> None:
     pytest.importorskip("gymnasium")
     import mlflow
 
@@ -132,7 +134,7 @@ def test_the_example_trains_on_two_processes_and_rank_0_alone_tracks(tmp_path: P
         'training-dir = "training"\ntask = "CartPole-v1"\nnum-envs = 2\nmax-iterations = 3\n'
         'experiment-name = "cartpole"\n'
     )
-    result = run_cli(["train", "--gpus", "2"], cwd=project, timeout=300)
+    result = run_cli(["train", "--gpus", "2"], cwd=seed_store(project), timeout=300)
     assert result.returncode == 0, result.stderr + result.stdout
     job_id = result.stdout.strip().splitlines()[-1].split()[-1]
     assert "--distributed" in result.stdout

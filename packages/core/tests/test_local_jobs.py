@@ -67,8 +67,15 @@ def detach(project: Path, env: dict[str, str] | None = None) -> str:
 
 
 @pytest.fixture
-def ticking(tmp_path: Path) -> Path:
+def new_project(tmp_path: Path) -> Path:
+    """A project that has never trained: no ``.robotrain`` folder yet."""
     return project_with(tmp_path / "project", TICKING)
+
+
+@pytest.fixture
+def ticking(new_project: Path, seed_store: Callable[[Path], Path]) -> Path:
+    """A project with its MLflow store, as after a first train (the store's creation is tested elsewhere)."""
+    return seed_store(new_project)
 
 
 @pytest.mark.slow
@@ -168,8 +175,10 @@ def test_ctrl_c_while_the_job_starts_cancels_it(ticking: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_failing_job_fails_train_in_one_line_naming_the_log(tmp_path: Path) -> None:
-    project = project_with(tmp_path / "project", FAILING)
+def test_a_failing_job_fails_train_in_one_line_naming_the_log(
+    tmp_path: Path, seed_store: Callable[[Path], Path]
+) -> None:
+    project = seed_store(project_with(tmp_path / "project", FAILING))
     result = run_cli(["train"], cwd=project)
     line = assert_one_line_error(result, "failed (exit code 3)", "output.log")
     assert "about to fail" in result.stdout
@@ -177,29 +186,29 @@ def test_a_failing_job_fails_train_in_one_line_naming_the_log(tmp_path: Path) ->
     assert job_state(project, job_id) == "failed"
 
 
-def test_unknown_job_is_one_line(ticking: Path) -> None:
-    assert_one_line_error(run_cli(["status", "local-nope"], cwd=ticking), "local-nope", ".robotrain")
+def test_unknown_job_is_one_line(new_project: Path) -> None:
+    assert_one_line_error(run_cli(["status", "local-nope"], cwd=new_project), "local-nope", ".robotrain")
 
 
-def test_dry_run_shows_what_would_run_without_importing_mlflow(ticking: Path) -> None:
+def test_dry_run_shows_what_would_run_without_importing_mlflow(new_project: Path) -> None:
     code = (
         "import sys\nfrom robotrain.cli import main\nsys.argv = ['robotrain', 'train', '--dry-run']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('MLFLOW_IMPORTED' if 'mlflow' in sys.modules else 'MLFLOW_NOT_IMPORTED')\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ticking, capture_output=True, text=True, check=False
+        [sys.executable, "-c", code], cwd=new_project, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
     spec_text, _, verdict = result.stdout.rpartition("MLFLOW_")
     assert verdict.strip() == "NOT_IMPORTED"
     spec = yaml.safe_load(spec_text)
     assert spec["command"].startswith("bash training/scripts/train.sh --mode train")
-    assert spec["tracking"]["uri"] == f"sqlite:///{ticking / '.robotrain' / 'mlflow.db'}"
+    assert spec["tracking"]["uri"] == f"sqlite:///{new_project / '.robotrain' / 'mlflow.db'}"
     assert spec["tracking"]["experiment"] == "jobs"
     assert spec["environment"]["MLFLOW_EXPERIMENT_NAME"] == "jobs"
-    assert spec["workspace"].startswith(str(ticking / ".robotrain" / "jobs"))
-    assert not (ticking / ".robotrain" / "jobs").exists()
+    assert spec["workspace"].startswith(str(new_project / ".robotrain" / "jobs"))
+    assert not (new_project / ".robotrain" / "jobs").exists()
 
 
 @pytest.mark.slow

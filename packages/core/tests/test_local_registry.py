@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ mlflow = pytest.importorskip("mlflow")
 
 
 @pytest.fixture
-def checkpoint(project: Path) -> Path:
+def checkpoint(project: Path, seed_store: Callable[[Path], Path]) -> Path:
+    """A checkpoint folder in a project that has its MLflow store."""
+    seed_store(project)
     folder = project / "ckpt"
     (folder / "nested").mkdir(parents=True)
     (folder / "weights.npz").write_bytes(b"\x00weights")

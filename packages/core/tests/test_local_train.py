@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ MODEL = "cartpole-v1"
 
 pytest.importorskip("gymnasium")
 mlflow = pytest.importorskip("mlflow")
+pytestmark = pytest.mark.xdist_group("one real training")  # one pytest-xdist worker runs `trained` (noxfile)
 
 
 def cartpole_project(root: Path, iterations: int) -> Path:
@@ -55,10 +57,10 @@ def train(project: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def trained(tmp_path_factory: pytest.TempPathFactory, seed_store: Callable[[Path], Path]) -> tuple[Path, str]:
     """One from-scratch training (long enough to learn), shared by the checkpoint tests."""
     project = cartpole_project(tmp_path_factory.mktemp("cartpole") / "project", iterations=30)
-    return project, train(project)
+    return project, train(seed_store(project))
 
 
 @pytest.mark.slow
