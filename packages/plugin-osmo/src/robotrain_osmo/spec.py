@@ -52,6 +52,7 @@ OSMO_TOKEN = re.compile(r"\{\{(uuid|workflow_id|output|input:[^}]+|host:[^}]+)\}
 """src/utils/job/workflow.py: the tokens the service protects from Jinja (written without inner spaces)."""
 TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#")
 ARCHIVE_MARKER = "ROBOTRAIN-INLINE-ARCHIVE"
+"""Stands for the archive's base64 text until the YAML is written (see ``to_yaml``)."""
 DATASET_SCHEME = "dataset://"
 DATASET_URI = re.compile(
     r"^dataset://(?P<dataset>[A-Za-z0-9_-]+/[A-Za-z0-9_-]+(:[A-Za-z0-9_-]+)?)(?P<path>(/[A-Za-z0-9._-]+)*)/?$"
@@ -60,7 +61,7 @@ DATASET_URI = re.compile(
 STORAGE_URI = re.compile(r"^(s3|gs|azure|swift|tos)://[^/\s]+(/\S*)?$")
 """src/lib/utils/constants.py StorageBackendPattern: the URLs a task can mount as an input."""
 CHECKPOINT_INPUT_ENV = "ROBOTRAIN_CHECKPOINT_INPUT"
-"""Stands for the archive's base64 text until the YAML is written (see ``to_yaml``)."""
+"""The folder a mounted ``--checkpoint-uri`` is in; the job's command gets it in the URI's place."""
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,8 @@ def periodic_checkpoint(layout: Layout, seconds: int) -> list[dict[str, Any]]:
     none (docs/user_guide/workflows/lifecycle/index.rst, "Task's Output Behavior"; src/runtime/cmd/ctrl/
     ctrl.go exits on SIGTERM without uploading). OSMO's checkpointing (src/utils/job/task.py
     CheckpointSpec: path, url, frequency) uploads a folder every ``frequency`` (``--checkpoint-upload``)
-    and once more at the end;
-    it takes a storage URL only, so jobs whose checkpoint output is a URL (6.4) get it, to the same
-    place the output goes.
+    and once more at the end; it takes a storage URL only, so jobs whose checkpoint output is a URL (6.4)
+    get it, to the same place the output goes.
     """
     url = layout.checkpoint_output.get("url")
     if not url:
@@ -204,17 +204,11 @@ def resume_from(uri: str | None, version: tuple[int, int]) -> ResumeFrom | None:
                 f"--checkpoint-uri {uri}: OSMO 6.4 has no datasets; give the checkpoint's storage URL "
                 f"(train prints where checkpoints are kept)"
             )
-        return ResumeFrom(uri, TaskInput.dataset(match.group("dataset")))
+        dataset = TaskInput.dataset(match.group("dataset"))
+        return ResumeFrom(uri, TaskInput(dataset.entry, dataset.folder_below + (match.group("path") or "")))
     if STORAGE_URI.match(uri):
         return ResumeFrom(uri, TaskInput.url(uri))
     return None
-
-
-def mounted_folder(task_input: TaskInput, index: int, uri: str) -> str:
-    """Where a mounted checkpoint URI's folder is inside the task."""
-    dataset = DATASET_URI.match(uri)
-    path = (dataset.group("path") or "") if dataset else ""
-    return f"{{{{input:{index}}}}}{task_input.folder_below}{path}"
 
 
 def render_spec(job: JobSpec, config: OsmoConfig, layout: Layout) -> dict[str, Any]:
@@ -325,7 +319,9 @@ def _task(job: JobSpec, config: OsmoConfig, layout: Layout, has_resources: bool,
         task["inputs"] = inputs
     if rank == 0:  # the lead keeps what rank 0 writes; other nodes' output folders are not uploaded
         task["outputs"] = [layout.checkpoint_output, *({"url": uri} for uri in job.outputs.values())]
-        task["checkpoint"] = periodic_checkpoint(layout, config.checkpoint_upload_seconds) or None
+        uploads = periodic_checkpoint(layout, config.checkpoint_upload_seconds)
+        if uploads:
+            task["checkpoint"] = uploads
     task["environment"] = environment
     if job.secrets:
         task["credentials"] = credentials(job)
@@ -333,7 +329,7 @@ def _task(job: JobSpec, config: OsmoConfig, layout: Layout, has_resources: bool,
         task["resource"] = RESOURCE_NAME
     if files:
         task["files"] = files
-    return {key: value for key, value in task.items() if value is not None}
+    return task
 
 
 def task_inputs(layout: Layout) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -352,11 +348,6 @@ def task_inputs(layout: Layout) -> tuple[list[dict[str, Any]], dict[str, str]]:
         variable: f"{{{{input:{index}}}}}{task_input.folder_below}"
         for index, (variable, task_input) in enumerate(named.items())
     }
-    if layout.resume_from is not None:
-        index = list(named).index(CHECKPOINT_INPUT_ENV)
-        folders[CHECKPOINT_INPUT_ENV] = mounted_folder(
-            named[CHECKPOINT_INPUT_ENV], index, layout.resume_from.uri
-        )
     return [task_input.entry for task_input in named.values()], folders
 
 
