@@ -43,6 +43,8 @@ class Recorded:
     body: Any
     at: float = 0.0
     """``time.monotonic()`` when it arrived."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Its headers, names in lower case."""
 
 
 GUARD = Path(__file__).parent / "network_guard"
@@ -290,7 +292,7 @@ class FakeAzure:
                 payload = body.decode("utf-8", "replace")
         with self.lock:
             self.headers = {k.lower(): v for k, v in (headers or {}).items()}
-            self.requests.append(Recorded(method, host, path, query, payload, time.monotonic()))
+            self.requests.append(Recorded(method, host, path, query, payload, time.monotonic(), self.headers))
             failure = self._injected(method, path)
             if failure is not None and not failure.after:
                 return _failure(failure)

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 PLATFORM = "azureml"
 RETRIES = 3
 """Bounded retries of the SDK's policy for transient failures (connection errors, 408/429/5xx)."""
+SIGN_IN_BACKOFF = 0.2
+"""Seconds the sign-in's retries back off by (doubling; azure-core's default 0.8 makes a refused
+connection cost ~5 s before the credential gives up, and `invoke jobs` waits 10 s for every platform)."""
 CONTENT_TAG = "content_sha256"
 SPOT = "spot"
 """An instance type with this in its name runs on spot (low-priority) nodes, like the default ``gpuspot``."""
@@ -153,7 +156,11 @@ def _client(workspace: Workspace, settings: Settings) -> MLClient:
 
     cloud, authority = cloud_authority(settings)
     with azure_errors("connecting to Azure ML"):
-        credential = DefaultAzureCredential(authority=os.environ.get("AZURE_AUTHORITY_HOST") or authority)
+        credential = DefaultAzureCredential(
+            authority=os.environ.get("AZURE_AUTHORITY_HOST") or authority,
+            retry_total=RETRIES,
+            retry_backoff_factor=SIGN_IN_BACKOFF,
+        )
         return MLClient(
             credential,
             subscription_id=workspace.subscription_id,
@@ -694,10 +701,11 @@ def _container(ml: MLClient, datastore: str) -> Any:
     """A blob ``ContainerClient`` on the datastore, signed in as the SDK's own downloads are
     (``_artifact_utilities.get_datastore_info``: a SAS from the datastore, else the user's token)."""
     from azure.ai.ml._artifacts._artifact_utilities import get_datastore_info
+    from azure.ai.ml._restclient.arm_ml_service.models import DatastoreType
     from azure.storage.blob import ContainerClient
 
     info = get_datastore_info(ml.datastores, datastore)
-    if str(info["storage_type"]) != "AzureBlob":
+    if info["storage_type"] != DatastoreType.AZURE_BLOB:
         raise UserError(
             f"datastore {datastore} is {info['storage_type']}; robotrain downloads from Azure Blob "
             f"datastores only (use `az ml job download`)"
