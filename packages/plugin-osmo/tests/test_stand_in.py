@@ -198,3 +198,80 @@ def test_two_leads_tasks_and_groups_together_or_neither_are_refused() -> None:
     assert "group: extra key 'leader' not permitted" in spec_problems(unknown)
     one = {"workflow": {"name": "w", "groups": [{"name": "g", "tasks": [{**node, "lead": False}]}]}}
     assert spec_problems(one) == [], "a group of one task gets its lead by itself"
+
+
+KEEPING = """\
+workflow:
+  name: keep
+  tasks:
+  - name: train
+    image: ubuntu:24.04
+    command: [bash, -c, "true"]
+    environment:
+      TRAINING_CHECKPOINT_OUTPUT: "{{{{output}}}}/checkpoints"
+    outputs: [{output}]
+    checkpoint: {checkpoint}
+"""
+
+
+def osmo_cli(osmo: FakeOsmo, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, **osmo.env, **env}
+    return subprocess.run(["osmo", *args], capture_output=True, text=True, env=environment, check=False)
+
+
+@pytest.mark.parametrize(
+    ("version", "end", "output_kept", "checkpoint_kept"),
+    [("6.3.1", "COMPLETED", True, False), ("6.3.1", "FAILED", True, False),
+     ("6.3.1", "FAILED_EVICTED", True, False), ("6.3.1", "FAILED_PREEMPTED", False, False),
+     ("6.4.0", "FAILED_BACKEND_ERROR", False, True), ("6.4.0", "COMPLETED", True, True)],
+)  # fmt: skip
+def test_outputs_are_kept_only_as_osmo_uploads_them(
+    osmo: FakeOsmo, tmp_path: Path, version: str, end: str, output_kept: bool, checkpoint_kept: bool
+) -> None:
+    """ctrl.go uploads outputs once the command ended (an OOM kill ends it), never from a deleted pod;
+    OSMO's checkpointing (6.4 here, URLs only) uploaded while the task ran, whatever the end."""
+    written = tmp_path / "written"
+    (written / "iteration-1").mkdir(parents=True)
+    (written / "iteration-1" / "model.pt").write_bytes(b"w")
+    url = "s3://bucket/keep/{{workflow_id}}"
+    output = (
+        "{dataset: {name: 'training/keep:{{workflow_id}}'}}" if version == "6.3.1" else f"{{url: '{url}'}}"
+    )
+    checkpoint = "[]" if version == "6.3.1" else (
+        f"[{{path: '{{{{output}}}}/checkpoints', url: '{url}/checkpoints', frequency: 60}}]"
+    )  # fmt: skip
+    spec = tmp_path / "keep.yaml"
+    spec.write_text(KEEPING.format(output=output, checkpoint=checkpoint))
+    env = {"FAKE_OSMO_VERSION": version, "FAKE_OSMO_END_STATUSES": end, "FAKE_OSMO_LOG_LINES": "1",
+           "FAKE_OSMO_CHECKPOINT_FILES": str(written), "FAKE_OSMO_LOG_INTERVAL": "0"}  # fmt: skip
+    assert osmo_cli(osmo, "workflow", "submit", str(spec), **env).returncode == 0
+    assert f'"status": "{end}"' in osmo_cli(osmo, "workflow", "query", "keep-1", "-t", "json", **env).stdout
+    if version == "6.3.1":
+        fetched = osmo_cli(osmo, "dataset", "download", "training/keep:keep-1", str(tmp_path / "got"), **env)
+        assert (fetched.returncode == 0) is output_kept, fetched.stdout
+        assert (tmp_path / "got/keep/checkpoints/iteration-1/model.pt").is_file() is output_kept
+        return
+    listed = osmo_cli(osmo, "data", "list", "s3://bucket/keep/keep-1", "--recursive", "--no-pager", **env)
+    keys = set(listed.stdout.split())
+    assert ("keep/keep-1/checkpoints/iteration-1/model.pt" in keys) is (output_kept or checkpoint_kept)
+    fetched = osmo_cli(osmo, "data", "download", "s3://bucket/keep/keep-1", str(tmp_path / "got"), **env)
+    assert fetched.returncode == 0
+    assert (tmp_path / "got/checkpoints/iteration-1/model.pt").is_file() is (output_kept or checkpoint_kept)
+
+
+def test_dataset_download_refuses_what_the_cli_refuses(osmo: FakeOsmo, tmp_path: Path) -> None:
+    """src/lib/data/dataset/manager.py: a non-empty folder needs --resume, and --resume a version."""
+    data = tmp_path / "episodes"
+    data.mkdir()
+    (data / "a.txt").write_text("a")
+    assert osmo_cli(osmo, "dataset", "upload", "training/episodes", str(data)).returncode == 0
+    target = tmp_path / "got"
+    assert osmo_cli(osmo, "dataset", "download", "training/episodes", str(target)).returncode == 0
+    again = osmo_cli(osmo, "dataset", "download", "training/episodes", str(target))
+    assert again.returncode == 2 and f"Path {target}/episodes is not empty" in again.stdout
+    untagged = osmo_cli(osmo, "dataset", "download", "training/episodes", str(target), "--resume")
+    assert untagged.returncode == 2 and "Specify specific version in order to resume." in untagged.stdout
+    assert (
+        osmo_cli(osmo, "dataset", "download", "training/episodes:1", str(target), "--resume").returncode == 0
+    )
+    assert (target / "episodes" / "episodes" / "a.txt").read_text() == "a"

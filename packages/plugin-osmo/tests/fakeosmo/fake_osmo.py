@@ -709,20 +709,29 @@ def dataset_upload(args: argparse.Namespace, record: dict[str, Any]) -> None:
     if not re.fullmatch(r"(([a-zA-Z0-9_-]+)/)?[a-zA-Z0-9_-]+(:[a-zA-Z0-9_-]*)?", args.name):
         raise Fail(EXIT_USER, 'Name, Tag, and Bucket can only consist of lower and upper case letters, '
                               'numbers, "-" and "_".')  # fmt: skip
-    files = []
-    for item in args.path:
+    uploads = _uploads(args.path)
+    record["uploaded_files"] = sorted(uploads)
+    folder = new_dataset_version(args.name)
+    _store(uploads, folder)
+    print(f"Dataset {args.name.split(':')[0]} version {folder.name} has been uploaded")
+
+
+def _uploads(paths: list[str]) -> dict[str, Path]:
+    """The files of an upload by where they go: each folder keeps its basename."""
+    files: dict[str, Path] = {}
+    for item in paths:
         path = Path(item)
         if not path.exists():
             raise Fail(EXIT_SUBMISSION, f"Path {item} does not exist")
-        base = path.parent  # each folder keeps its basename in the dataset
         found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        files += [str(p.relative_to(base)) for p in found]
-    record["uploaded_files"] = files
-    name = args.name.split(":")[0]
-    versions = state("datasets", {})
-    versions[name] = versions.get(name, 0) + 1
-    save("datasets", versions)
-    print(f"Dataset {name} version {versions[name]} has been uploaded")
+        files |= {p.relative_to(path.parent).as_posix(): p for p in found}
+    return files
+
+
+def _store(files: dict[str, Path], folder: Path) -> None:
+    for relative, source in files.items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, folder / relative)
 
 
 def dataset_info(args: argparse.Namespace) -> None:
@@ -741,9 +750,7 @@ def dataset_info(args: argparse.Namespace) -> None:
 
 
 def data_upload(args: argparse.Namespace, record: dict[str, Any]) -> None:
-    for item in args.local_path:
-        if not Path(item).exists():
-            raise Fail(EXIT_SUBMISSION, f"Path {item} does not exist")
+    _store(_uploads(args.local_path), url_folder(args.remote_uri))
     record["uploaded_to"] = args.remote_uri
     print(f"Uploaded {len(args.local_path)} path(s) to {args.remote_uri}")
 
