@@ -13,7 +13,7 @@ import pytest
 import yaml
 from osmo_helpers import FakeOsmo, task_of
 
-from robotrain.testing import assert_one_line_error
+from robotrain.testing import assert_one_line_error, heavy_imports_of
 from robotrain_osmo import follow
 
 OSMO = ["--platform", "osmo"]
@@ -110,6 +110,17 @@ def test_jobs_lists_osmo_workflows_with_their_states_from_one_listing(osmo: Fake
     before = len(osmo.calls())
     assert jobs(osmo, project)["isaaclab-training-2"]["state"] == "preempted"
     assert [call["argv"][:2] for call in osmo.calls()[before:]] == [["workflow", "list"]]
+
+
+def test_jobs_and_download_of_osmo_workflows_stay_light(
+    osmo: FakeOsmo, project: Path, tmp_path: Path
+) -> None:
+    train(osmo, project, "--dataset-url", URL, FAKE_OSMO_CHECKPOINT_FILES=str(checkpoint_files(tmp_path)),
+          **ENDS_NOW)  # fmt: skip
+    for args in (["jobs"], ["download", "isaaclab-training-1"]):
+        result, heavy = heavy_imports_of(args, project, env=osmo.env)
+        assert result.returncode == 0, result.stderr
+        assert heavy == [], f"{args[0]} imported {heavy}"
 
 
 def test_jobs_queries_a_workflow_the_listing_does_not_hold(osmo: FakeOsmo, project: Path) -> None:
