@@ -28,10 +28,11 @@ file for secrets, which imports detect-secrets; the script checks nothing), and 
 ``invoke hello`` of the one-task tasks.py against the script: what any invoke command costs.
 
 The figures are wall times of whole commands with identical stand-ins, so each side's own
-overhead is its time less a few milliseconds per stand-in call (about 2 ms each here;
-robotrain calls ``osmo`` twice, ``version`` and ``submit``, the script ``osmo``, ``az``,
-``terraform``, ``jq`` twice and coreutils). After every run the recorded calls are checked:
-each side read the Terraform outputs with the stand-in and submitted once, or the run fails.
+overhead is its time less one bash start per stand-in call (robotrain calls ``terraform`` once
+and ``osmo`` twice, ``version`` and ``workflow submit``; the script ``terraform``, ``az`` and
+``osmo`` once each, besides git, jq twice, zip, base64 and coreutils). After every run the
+recorded calls are checked: each side read the Terraform outputs with the stand-in and
+submitted once, or the run fails.
 Both sides are timed warm: robotrain's stat cache knows the unchanged files, the script
 zips them again as it always does. Children run without PYTHONDONTWRITEBYTECODE, as users do.
 """
