@@ -17,8 +17,11 @@ LEROBOT_PINS = ("0.6.1", "0.3.3")
 """LeRobot releases the lerobot plugin generates command lines for; 0.6 needs Python 3.12."""
 LEROBOT_TESTS = "packages/plugin-lerobot/tests"
 COMPILED = {"UV_COMPILE_BYTECODE": "1"}
-"""Installs carry their .pyc files: the tests start hundreds of interpreters (the CLI, the stand-ins), and
-invoke turns bytecode writing off in each, so without them every start compiles MLflow or the Azure SDK."""
+"""Installs with their .pyc files, for sessions whose tests start many CLI processes that import an SDK:
+invoke turns bytecode writing off in each, so without them every such start compiles MLflow or the Azure
+SDK again. Where the SDKs are imported only by the test processes or plain scripts, Python writes the .pyc
+files itself on first import, and compiling the whole venv up front costs more than it saves."""
+PRECOMPILED = ("core", "plugin-azureml", "plugin-osmo")
 PARALLEL = ("-n", "auto", "--dist", "loadgroup")
 """pytest-xdist, one worker per core. Tests sharing a costly module-scoped fixture carry an ``xdist_group``
 so one worker runs them all; pytest 9.2 loses the group (pytest-xdist#1386), so until that is fixed such
@@ -53,7 +56,7 @@ def _install(session: nox.Session, *packages: str, compiled: bool = True) -> Non
 )
 def tests(session: nox.Session, package: str) -> None:
     """Run one package's tests in a venv holding core and that package only."""
-    _install(session, package)
+    _install(session, package, compiled=package in PRECOMPILED)
     if package == "plugin-lerobot":
         _lerobot_tests(session)
         return
@@ -62,8 +65,8 @@ def tests(session: nox.Session, package: str) -> None:
 
 def _install_lerobot(session: nox.Session, version: str) -> None:
     """LeRobot without torch: its light dependencies, then the package itself with --no-deps."""
-    session.install("-r", f"{LEROBOT_TESTS}/requirements-lerobot-{version}.txt", env=COMPILED)
-    session.install("--no-deps", f"lerobot=={version}", env=COMPILED)
+    session.install("-r", f"{LEROBOT_TESTS}/requirements-lerobot-{version}.txt")
+    session.install("--no-deps", f"lerobot=={version}")
 
 
 def _lerobot_tests(session: nox.Session) -> None:
@@ -84,7 +87,7 @@ def _lerobot_tests(session: nox.Session) -> None:
 @nox.session
 def integration(session: nox.Session) -> None:
     """All packages together: discovery of installed distributions, the CLI end to end."""
-    _install(session, *PACKAGES)
+    _install(session, *PACKAGES, compiled=False)
     session.run("pytest", "tests", *PARALLEL, *session.posargs)
 
 
