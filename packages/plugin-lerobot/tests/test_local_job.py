@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from robotrain.testing import run_cli
@@ -40,7 +41,8 @@ def prepare_lerobot_env(project: Path) -> Path:
     return venv
 
 
-def test_dataset_input_on_local(project: Path) -> None:
+def test_dataset_input_on_local(project: Path, seed_store: Callable[[Path], Path]) -> None:
+    seed_store(project)  # the MLflow store a first train creates (its creation is tested in core)
     dataset = project / "my-dataset"
     (dataset / "meta").mkdir(parents=True)
     (dataset / "meta" / "info.json").write_text(json.dumps({"codebase_version": "v2.1", "total_episodes": 2}))
