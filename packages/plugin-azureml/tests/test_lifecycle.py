@@ -83,7 +83,7 @@ def test_failed_runs_are_preempted_out_of_memory_or_failed_as_the_run_error_says
     assert ended["oom"].state == "failed" and ended["oom"].out_of_memory
     assert "OOMKilled" in ended["oom"].details["error"]
     assert ended["failed"].state == "failed" and not ended["failed"].out_of_memory
-    assert ended["failed"].details["error"] == "UserError training script exited with code 1"
+    assert ended["failed"].details["error"] == "UserError: training script exited with code 1"
     shown = cli.run("status", names["preempted"])
     assert shown.stdout.strip() == f"azureml job {names['preempted']}: preempted", shown.stderr
 

@@ -462,7 +462,8 @@ def _run_error(details: object) -> str:
         error = pending.pop(0)
         if error is None:
             continue
-        parts += [str(getattr(error, "code", "") or ""), str(getattr(error, "message", "") or "")]
+        code, message = (str(getattr(error, key, "") or "") for key in ("code", "message"))
+        parts.append(f"{code}: {message}" if code and message else code or message)
         pending += list(getattr(error, "details", None) or [])
     return _ANSI.sub("", " ".join(" ".join(part for part in parts if part).split()))
 
