@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,3 +120,35 @@ class FakeOsmo:
     def run(self, args: Sequence[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
         """``robotrain ARGS`` with the stand-in first on PATH."""
         return run_cli(args, cwd=cwd, env=self.env | env)
+
+
+FAKE_DIR = Path(__file__).parent / "fakeosmo"
+LAUNCHER = """#!{python}
+import runpy, sys
+sys.path.insert(0, {folder!r})
+sys.argv[0] = "osmo"
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def install_fake_osmo(tmp_path: Path) -> FakeOsmo:
+    """The stand-in ``osmo`` in ``tmp_path/bin``, logged in, keeping its state under ``tmp_path``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    launcher = bin_dir / "osmo"
+    launcher.write_text(
+        LAUNCHER.format(python=sys.executable, folder=str(FAKE_DIR), script=str(FAKE_DIR / "fake_osmo.py"))
+    )
+    launcher.chmod(0o755)
+    config = tmp_path / "osmo-config"
+    config.mkdir()
+    (config / "login.yaml").write_text("url: https://osmo.example.com\ntoken: stored-by-osmo-login\n")
+    state = tmp_path / "fake-osmo-state"
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "OSMO_CONFIG_FILE_DIR": str(config),
+        "FAKE_OSMO_DIR": str(state),
+        "ROBOTRAIN_OSMO_RETRY_BASE_SECONDS": "0",
+        "ROBOTRAIN_OSMO_POLL_SECONDS": "0",
+    }
+    return FakeOsmo(state, env)
