@@ -12,8 +12,12 @@ from typing import Any
 
 import pytest
 
+from robotrain.errors import UserError
 from robotrain.history import record_submission
-from robotrain.job import Submission
+from robotrain.hookspecs import hookimpl
+from robotrain.job import JobStatus, Submission
+from robotrain.lifecycle import WATCH_FAILURES, wait_for_end
+from robotrain.plugins import Plugins
 from robotrain.testing import assert_one_line_error, make_project, run_cli, start_cli
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "cartpole"
@@ -232,3 +236,39 @@ def test_a_local_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path: Path) 
     assert resumed_at >= 10 and resumed_at % 5 == 0 and resumed_at <= steps[0][-1] + 1
     assert steps[0][0] == 0
     assert steps[1] == list(range(resumed_at, resumed_at + 60))
+
+
+class FlakyPlatform:
+    """A platform whose state checks fail ``failures`` times before answering (a network blip)."""
+
+    def __init__(self, failures: int, state: str = "completed") -> None:
+        self.failures, self.state, self.checks = failures, state, 0
+
+    @hookimpl
+    def robotrain_status(self, platform: str, job_id: str, settings: Any) -> JobStatus | None:
+        self.checks += 1
+        if self.checks <= self.failures:
+            raise UserError("connection refused")
+        return JobStatus(platform, job_id, self.state)
+
+
+def watch(tmp_path: Path, platform: FlakyPlatform) -> tuple[JobStatus, list[str]]:
+    plugins = Plugins(warn=print)
+    plugins.load([])
+    plugins.manager.register(platform, name="flaky")
+    settings = plugins.settings({"poll_interval": "0.05"}, start=make_project(tmp_path / "flaky"))
+    said: list[str] = []
+    return wait_for_end(plugins, "flaky", "f-1", settings, said.append), said
+
+
+def test_watching_a_job_survives_failed_state_checks(tmp_path: Path) -> None:
+    status, said = watch(tmp_path, FlakyPlatform(failures=WATCH_FAILURES - 1))
+    assert status.state == "completed"
+    retry = "robotrain: could not read the state of flaky job f-1 (connection refused); trying again"
+    assert said.count(retry) == WATCH_FAILURES - 1
+    assert said[-1] == "robotrain: flaky job f-1: completed"
+
+
+def test_watching_stops_after_too_many_failed_checks_in_a_row(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"stopped watching flaky job f-1 after 10 failed state checks"):
+        watch(tmp_path, FlakyPlatform(failures=WATCH_FAILURES))

@@ -53,18 +53,35 @@ def workload_options(plugins: Plugins, workload: str) -> set[str]:
     return {option.name for option in plugins.options if plugins.options.owner(option.name) == owner}
 
 
+WATCH_FAILURES = 10
+"""Failed state checks in a row (a network blip, an expired sign-in) before train stops watching."""
+
+
 def wait_for_end(
     plugins: Plugins, platform: str, job_id: str, settings: Settings, say: Callable[[str], None]
 ) -> JobStatus:
-    """Poll the job's state until it is finished, saying each new state once."""
+    """Poll the job's state until it is finished, saying each new state once.
+
+    A check that fails is said and tried again at the next poll; only ``WATCH_FAILURES`` failures
+    in a row stop the watching (the job itself goes on).
+    """
     interval = float(settings.get("poll_interval", 10.0))
-    last = None
+    last, failures = None, 0
     while True:
-        status: JobStatus | None = plugins.hook.robotrain_status(
-            platform=platform, job_id=job_id, settings=settings
-        )
-        if status is None:
-            raise UserError(f"status is not supported by platform {platform!r}; train cannot watch {job_id}")
+        try:
+            status = _status(plugins, platform, job_id, settings)
+            failures = 0
+        except (UserError, OSError) as error:
+            failures += 1
+            if failures >= WATCH_FAILURES:
+                raise UserError(
+                    f"stopped watching {platform} job {job_id} after {failures} failed state checks "
+                    f"({_first_line(error)}); it may still run: `invoke status {job_id}`"
+                ) from None
+            say(f"robotrain: could not read the state of {platform} job {job_id} ({_first_line(error)}); "
+                f"trying again")  # fmt: skip
+            time.sleep(interval)
+            continue
         if status.state != last:
             say(f"robotrain: {platform} job {job_id}: {status.state}")
             last = status.state
@@ -72,6 +89,15 @@ def wait_for_end(
             record_state(settings.state_dir, platform, job_id, status.state)
             return status
         time.sleep(interval)
+
+
+def _status(plugins: Plugins, platform: str, job_id: str, settings: Settings) -> JobStatus:
+    status: JobStatus | None = plugins.hook.robotrain_status(
+        platform=platform, job_id=job_id, settings=settings
+    )
+    if status is None:
+        raise UserError(f"status is not supported by platform {platform!r}; train cannot watch {job_id}")
+    return status
 
 
 @dataclass
