@@ -49,7 +49,9 @@ def robotrain_add_options(options: OptionRegistry) -> None:
         Option("backend", "training backend (rsl-rl and rslrl also accepted)", default="skrl",
                env="TRAINING_BACKEND", choices=BACKENDS, normalize=normalize_backend, aliases=("b",)),
         Option("headless", "run without rendering", kind=bool, default=True, negation="gui"),
-        Option("checkpoint_uri", "checkpoint to start from (runs:/RUN/PATH, models:/NAME/VERSION)",
+        Option("checkpoint_uri", "checkpoint to start from: runs:/RUN/PATH, models:/NAME/VERSION, or where "
+               "a job kept its checkpoints as train printed it (a folder on local, dataset:// or a storage "
+               "URL on OSMO, azureml:// on Azure ML)",
                env="CHECKPOINT_URI", aliases=("c",)),
         Option("checkpoint_mode", "how to start from the checkpoint (any letter case)",
                default="from-scratch", env="CHECKPOINT_MODE", choices=MODES, normalize=normalize_mode,
