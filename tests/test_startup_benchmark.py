@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "startup.py"
 
 
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("bash", "git", "jq", "zip", "base64")),
+    reason="the reference script needs bash, git, jq, zip and base64",
+)
 def test_startup_benchmark_runs_both_sides_on_the_same_input() -> None:
     """One run of each row; the benchmark itself fails when a side skips a stand-in call it should make."""
     result = subprocess.run(
