@@ -36,7 +36,12 @@ OUTPUTS = ("text", "json")
 
 
 def load_plugins() -> Plugins:
-    """The plugins, imported only when a command runs: listing and help are built from the option cache."""
+    """The plugins, imported only when a command runs: listing and help are built from the option cache.
+
+    The ``robotrain`` script's Program turns bytecode caching off after robotrain was imported (as
+    ``robotrain/__init__`` undoes for invoke's): undone here too, before the plugins are imported.
+    """
+    sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
     from robotrain.plugins import load_plugins as load
 
     return load()
