@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import nox
@@ -91,9 +92,16 @@ def integration(session: nox.Session) -> None:
     session.run("pytest", "tests", *PARALLEL, *session.posargs)
 
 
+def _locked(*names: str) -> list[str]:
+    """``name==version`` as uv.lock pins each tool, so a new release of ruff or mypy cannot turn CI red."""
+    packages = tomllib.loads(Path("uv.lock").read_text())["package"]
+    versions = {package["name"]: package["version"] for package in packages}
+    return [f"{name}=={versions[name]}" for name in names]
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install(*_locked("ruff"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -101,7 +109,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def types(session: nox.Session) -> None:
     _install(session, *PACKAGES, compiled=False)
-    session.install("mypy", "types-PyYAML")
+    session.install(*_locked("mypy", "types-pyyaml"))
     session.run("mypy")
 
 

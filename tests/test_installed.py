@@ -63,6 +63,9 @@ def test_invoke_list_shows_every_task() -> None:
         "status",
         "logs",
         "cancel",
+        "jobs",
+        "rerun",
+        "download",
         "plugins",
         "config",
     }
