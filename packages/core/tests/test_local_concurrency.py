@@ -46,9 +46,9 @@ def test_three_trains_started_at_once_in_a_new_project_all_complete_and_register
     for process, (stdout, stderr) in zip(processes, results, strict=True):
         assert process.returncode == 0, stderr + stdout
         assert "Traceback" not in stderr
-    created = sum("creating the local MLflow store" in stdout for stdout, _ in results)
+    created = sum("creating the local MLflow store" in stderr for _, stderr in results)
     assert created == 1, "exactly one train creates the store; the others wait for it"
-    job_ids = [json.loads(stdout[stdout.rindex("\n{") :])["job_id"] for stdout, _ in results]
+    job_ids = [json.loads(stdout)["job_id"] for stdout, _ in results]  # the job's own output went to stderr
     uri = f"sqlite:///{project / '.robotrain' / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = client.search_model_versions(f"name = '{MODEL}'")

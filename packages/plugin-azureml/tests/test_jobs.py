@@ -212,3 +212,11 @@ def test_every_service_state_maps_to_a_robotrain_state() -> None:
 def test_sdk_messages_lose_colour_codes_and_line_breaks() -> None:
     error = RuntimeError("\x1b[31mUnknown cloud\x1b[0m\n  To mitigate: read the docs\nsecond line")
     assert service._first_line(error) == "Unknown cloud second line"
+
+
+def test_train_output_json_is_only_the_json(cli: Cli) -> None:
+    """What the plugin says while submitting goes to stderr when train's output is JSON."""
+    result = cli.run(*TRAIN, "--compute", "c1", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    submitted = json.loads(result.stdout)
+    assert submitted["platform"] == "azureml" and f"job name: {submitted['job_id']}" in result.stderr

@@ -295,7 +295,8 @@ def _submit_and_report(
             f"--retries: platform {platform!r} does not report job states, so train cannot watch its "
             f"jobs; leave out --retries"
         )
-    submission = _attempts(plugins, platform, job, settings, policy, fields)
+    with contextlib.redirect_stdout(sys.stderr) if output == "json" else contextlib.nullcontext():
+        submission = _attempts(plugins, platform, job, settings, policy, fields)  # its prints: not the JSON
     if output == "json":
         _print_json(vars(submission))
     else:
