@@ -19,7 +19,7 @@ LEROBOT_PINS = ("0.6.1", "0.3.3")
 LEROBOT_TESTS = "packages/plugin-lerobot/tests"
 COMPILED = {"UV_COMPILE_BYTECODE": "1"}
 """Installs with their .pyc files, for sessions whose tests start many CLI processes that import an SDK:
-where Python writes no bytecode cache (PYTHONDONTWRITEBYTECODE, set on these machines; invoke's Program
+where Python writes no bytecode cache (PYTHONDONTWRITEBYTECODE, set in the shells here; invoke's Program
 also turns caching off), every such start would compile MLflow or the Azure SDK again. The lerobot and
 integration sessions measured no gain from it (their CLI processes import little), so they skip it."""
 PRECOMPILED = ("core", "plugin-azureml", "plugin-osmo")
