@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import settings_for
 from fake_azure import WORKSPACE, Cli
 
+from conftest import settings_for
 from robotrain.errors import UserError
 from robotrain.testing import assert_one_line_error
 from robotrain_azureml import service, spec
