@@ -401,11 +401,21 @@ def _is_ours(ml: MLClient, azure_job: AzureJob) -> bool:
     return True
 
 
+class FollowingStopped(UserError):
+    """Ctrl-C while following a job's log: the job goes on."""
+
+
 def _stream(ml: MLClient, job_name: str) -> None:
-    """Follow the job's log until it ends (the SDK prints it); a failed job is a one-line error."""
+    """Follow the job's log until it ends (the SDK prints it); a failed job is a one-line error.
+
+    After Ctrl-C nothing more is requested: the interrupt may have cut a response short, and the
+    connection it left behind must not be read from again.
+    """
     try:
         with azure_errors(f"streaming job {job_name}"):
             _follow(ml, job_name)
+    except FollowingStopped:
+        raise
     except UserError:
         if _state_of(ml, job_name).state == "failed":
             raise UserError(f"job {job_name} failed: {_failure(ml, job_name)}") from None
@@ -421,7 +431,7 @@ def _follow(ml: MLClient, job_name: str) -> None:
     except Exception as error:
         if not isinstance(error.__cause__, KeyboardInterrupt):
             raise
-        raise UserError(
+        raise FollowingStopped(
             f"stopped following job {job_name} (Ctrl-C); it keeps running: `invoke logs {job_name} "
             f"--follow` follows it again, `invoke cancel {job_name}` stops it"
         ) from None
