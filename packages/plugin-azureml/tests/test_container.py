@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import settings_for, substitute
 from fake_azure import Cli
 
+from conftest import settings_for, substitute
 from robotrain.container import ContainerRoot, available
 from robotrain.errors import UserError
 from robotrain.job import SecretRef, input_variable

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import settings_for
 from fake_azure import MSI_SECRET, Cli
 
+from conftest import settings_for
 from robotrain import Image, JobSpec, SecretRef, UserError
 from robotrain.payload import pack
 from robotrain_azureml import service, spec
