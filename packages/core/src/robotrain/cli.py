@@ -235,6 +235,16 @@ def _no_result(what: str, platform: str) -> UserError:
     return UserError(f"platform {platform!r} does not support {what}")
 
 
+def _command(
+    c: Context, values: dict[str, Any], output: str | None = None, warn_unknown: bool = True
+) -> tuple[Plugins, Settings]:
+    """What every command starts with: its --output checked, the plugins, the resolved settings."""
+    if output is not None:
+        _check_output(output)
+    plugins = load_plugins()
+    return plugins, _settings(plugins, values, c, warn_unknown)
+
+
 def _build_job(plugins: Plugins, settings: Settings) -> tuple[str, JobSpec]:
     """The platform and the job the settings describe, every check done; nothing is sent."""
     from robotrain.common_options import apply_common_options, check_distributed, check_passthrough
@@ -270,9 +280,7 @@ def _print_spec(spec: str) -> None:
 @user_errors
 def train(c: Context, dry_run: bool = False, output: str = "text", **values: Any) -> None:
     """Build a training job and submit it (or, with --dry-run, print the platform's job spec)."""
-    _check_output(output)
-    plugins = load_plugins()
-    settings = _settings(plugins, values, c)
+    plugins, settings = _command(c, values, output)
     platform, job = _build_job(plugins, settings)
     if dry_run:
         spec = _render(plugins, platform, job, settings)
@@ -395,9 +403,7 @@ def rerun(
     """Submit a recorded job again: its settings, its code; options given here override."""
     from robotrain import history, lifecycle
 
-    _check_output(output)
-    plugins = load_plugins()
-    settings = _settings(plugins, dict(values), c, warn_unknown=False)
+    plugins, settings = _command(c, dict(values), output, warn_unknown=False)
     record = history.find(settings.state_dir, job_id)
     if record is None:
         raise UserError(f"no job {job_id!r} is recorded in this project; `invoke jobs` lists them")
@@ -467,9 +473,7 @@ def _print_changes(job_id: str, changes: dict[str, tuple[Any, Any]]) -> None:
 @user_errors
 def stage_dataset(c: Context, source: str, name: str = "", output: str = "text", **values: Any) -> None:
     """Stage a local folder as a named, versioned dataset on the platform."""
-    _check_output(output)
-    plugins = load_plugins()
-    settings = _settings(plugins, values, c)
+    plugins, settings = _command(c, values, output)
     platform = _platform(plugins, settings)
     folder = (settings.project_root / source).resolve() if not Path(source).is_absolute() else Path(source)
     _require_folder(folder, "dataset source", "give the folder that holds the dataset's files")
@@ -490,9 +494,7 @@ def stage_dataset(c: Context, source: str, name: str = "", output: str = "text",
 @user_errors
 def register_model(c: Context, source: str, name: str = "", output: str = "text", **values: Any) -> None:
     """Register a checkpoint (folder, job output or runs:/ URI) as a model version."""
-    _check_output(output)
-    plugins = load_plugins()
-    settings = _settings(plugins, values, c)
+    plugins, settings = _command(c, values, output)
     platform = _platform(plugins, settings)
     model_name = name or settings.get("register_checkpoint")
     if not model_name:
@@ -522,9 +524,7 @@ def _job_platform(plugins: Plugins, settings: Settings, job_id: str) -> str:
 @user_errors
 def status(c: Context, job_id: str, output: str = "text", **values: Any) -> None:
     """Show a job's state."""
-    _check_output(output)
-    plugins = load_plugins()
-    settings = _settings(plugins, values, c)
+    plugins, settings = _command(c, values, output)
     platform = _job_platform(plugins, settings, job_id)
     result = plugins.hook.robotrain_status(platform=platform, job_id=job_id, settings=settings)
     if result is None:
@@ -538,8 +538,7 @@ def status(c: Context, job_id: str, output: str = "text", **values: Any) -> None
 @user_errors
 def logs(c: Context, job_id: str, follow: bool = False, **values: Any) -> None:
     """Print a job's logs (with --follow, until it ends)."""
-    plugins = load_plugins()
-    settings = _settings(plugins, values, c)
+    plugins, settings = _command(c, values)
     platform = _job_platform(plugins, settings, job_id)
 
     def write(text: str) -> None:
@@ -556,8 +555,7 @@ def logs(c: Context, job_id: str, follow: bool = False, **values: Any) -> None:
 @user_errors
 def cancel(c: Context, job_id: str, **values: Any) -> None:
     """Cancel a job."""
-    plugins = load_plugins()
-    settings = _settings(plugins, values, c)
+    plugins, settings = _command(c, values)
     platform = _job_platform(plugins, settings, job_id)
     result = plugins.hook.robotrain_cancel(platform=platform, job_id=job_id, settings=settings)
     if result is None:
@@ -572,11 +570,9 @@ def jobs(
     """List the jobs submitted from this project, newest first, with their current states."""
     from robotrain import history, lifecycle
 
-    _check_output(output)
     if limit < 1:
         raise UserError(f"--limit {limit}: give a number of jobs, 1 or more")
-    plugins = load_plugins()
-    settings = _settings(plugins, values, c)
+    plugins, settings = _command(c, values, output)
     records = history.load(settings.state_dir)
     if settings.given_on_command_line("platform"):
         records = [r for r in records if r.platform == settings["platform"]]
@@ -617,9 +613,7 @@ def _print_jobs(rows: list[Refreshed]) -> None:
 @user_errors
 def download(c: Context, job_id: str, to: str = "", output: str = "text", **values: Any) -> None:
     """Fetch a job's outputs (checkpoints, logs); run it again to finish a stopped download."""
-    _check_output(output)
-    plugins = load_plugins()
-    settings = _settings(plugins, values, c)
+    plugins, settings = _command(c, values, output)
     platform = _job_platform(plugins, settings, job_id)
     destination = Path(to).expanduser() if to else settings.project_root / "downloads" / job_id
     _require_folder(destination, "--to", "give a folder to download into")
@@ -654,9 +648,7 @@ def plugins(c: Context, output: str = "text") -> None:
 @user_errors
 def config(c: Context, output: str = "text", **values: Any) -> None:
     """Show every setting, its value and where it came from (sensitive values masked)."""
-    _check_output(output)
-    plugins = load_plugins()
-    settings = _settings(plugins, values, c, warn_unknown=False)
+    _, settings = _command(c, values, output, warn_unknown=False)
     rows = [(r.option.name.replace("_", "-"), r.shown, r.source) for r in settings.resolve_all()]
     unknown = settings.unknown_config_keys()
     if output == "json":
