@@ -321,14 +321,16 @@ def _attempts(
 ) -> Submission:
     """Submit the job; with --retries, watch it and submit it again as the recovery policy says."""
     from robotrain import lifecycle, recovery
+    from robotrain.history import describe
     from robotrain.job import COMPLETED
 
     attempt, first = 1, None
     while True:
-        submission, failure = _submit_once(plugins, platform, job, settings, fields | {
-            "attempt": attempt, "first_attempt": first,
-            "settings": lifecycle.settings_record(plugins, settings, platform, job.workload),
-        })  # fmt: skip
+        built_from = lifecycle.settings_record(plugins, settings, platform, job.workload)
+        recorded = describe(job, built_from, settings.extra_args) | fields
+        submission, failure = _submit_once(
+            plugins, platform, job, settings, recorded | {"attempt": attempt, "first_attempt": first}
+        )
         if not policy.watching:
             if failure is not None:
                 raise failure
@@ -370,14 +372,13 @@ def _say(line: str) -> None:
 
 
 def _submit_once(
-    plugins: Plugins, platform: str, job: JobSpec, settings: Settings, fields: dict[str, Any]
+    plugins: Plugins, platform: str, job: JobSpec, settings: Settings, recorded: dict[str, Any]
 ) -> tuple[Submission, UserError | None]:
-    """Submit and record the job. A job that was recorded and then failed (a foreground run, a
-    stream) comes back with its error, for the recovery policy to judge."""
-    from robotrain.history import describe, record_submission, recording
+    """Submit the job, its record holding ``recorded``. A job that was recorded and then failed (a
+    foreground run, a stream) comes back with its error, for the recovery policy to judge."""
+    from robotrain.history import record_submission, recording
 
-    description = describe(job, fields.pop("settings"), settings.extra_args)
-    with recording(**description, **fields) as current:
+    with recording(**recorded) as current:
         try:
             submission = plugins.hook.robotrain_submit(platform=platform, job=job, settings=settings)
         except UserError as error:
@@ -576,6 +577,8 @@ def jobs(
     records = history.load(settings.state_dir)
     if settings.given_on_command_line("platform"):
         records = [r for r in records if r.platform == settings["platform"]]
+    if not state:
+        records = records[:limit]  # only the jobs shown are asked about
     if refresh:
         rows = lifecycle.refresh(plugins, records, settings, lifecycle.REFRESH_SECONDS)
     else:

@@ -13,10 +13,13 @@ Each attempt is a job of its own in ``invoke jobs``, linked to the first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robotrain.errors import UserError
 from robotrain.job import PREEMPTED, JobStatus
+
+if TYPE_CHECKING:
+    from robotrain.settings import Settings
 
 ON_PREEMPTION = ("resume", "restart", "fail")
 ON_OOM = ("fail", "halve-envs")
@@ -46,7 +49,7 @@ class Policy:
         return None
 
 
-def policy(settings: Any, workload_options: set[str]) -> Policy:
+def policy(settings: Settings, workload_options: set[str]) -> Policy:
     """The policy the settings ask for, refused in one line when the workload cannot follow it."""
     retries = int(settings.get("retries", 0) or 0)
     on_preemption = settings.get("on_preemption")
@@ -69,7 +72,7 @@ def policy(settings: Any, workload_options: set[str]) -> Policy:
     return Policy(retries, str(on_preemption), on_oom)
 
 
-def overrides(step: str, checkpoint: str | None, settings: Any) -> dict[str, Any]:
+def overrides(step: str, checkpoint: str | None, settings: Settings) -> dict[str, Any]:
     """The settings the next attempt changes."""
     if step == "resume" and checkpoint:
         return {"checkpoint_uri": checkpoint, "checkpoint_mode": "resume"}

@@ -54,12 +54,10 @@ def fetch(files: Sequence[RemoteFile], destination: Path, label: str) -> list[Pa
     from robotrain.payload import progress_bar
 
     targets = [(remote, _target(destination, remote.path)) for remote in files]
-    done = sum(_present(target, remote.size) for remote, target in targets)
-    total = sum(remote.size for remote in files)
-    with progress_bar(total, label) as advance:
-        advance(done)
+    with progress_bar(sum(remote.size for remote in files), label) as advance:
+        advance(sum(_present(target, remote.size) for remote, target in targets))
         for remote, target in targets:
-            if _present(target, remote.size) < remote.size or not target.exists():
+            if not _complete(target, remote.size):
                 _fetch_one(remote, target, advance)
     return sorted({destination / PurePosixPath(remote.path).parts[0] for remote in files})
 
@@ -71,9 +69,13 @@ def _target(destination: Path, relative: str) -> Path:
     return destination.joinpath(*path.parts)
 
 
+def _complete(target: Path, size: int) -> bool:
+    return target.is_file() and target.stat().st_size == size
+
+
 def _present(target: Path, size: int) -> int:
     """Bytes of this file already here: all of them when it is complete, else its ``.part``'s."""
-    if target.is_file() and target.stat().st_size == size:
+    if _complete(target, size):
         return size
     part = target.with_name(target.name + PART)
     return min(part.stat().st_size, size) if part.is_file() else 0

@@ -196,7 +196,7 @@ class Supervisor:
             reason = f"rank {rank} exited with code {code}" + ("; the other processes were stopped"
                                                                if others_running else "")  # fmt: skip
         if code is not None and code < 0:
-            killer = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            killer = signal_name(-code)
             where = f"rank {rank} " if len(self.processes) > 1 else ""
             return self._finish(PREEMPTED, code, reason=f"{where}killed by {killer}, not by robotrain")
         if out_of_memory(self.job.log):
@@ -232,6 +232,14 @@ class Supervisor:
         changes = {"state": state, "exit_code": code, "ended": time.time(), **facts}
         self.job.write(**changes, **({"reason": reason} if reason else {}))
         return 0 if state == COMPLETED else 1
+
+
+def signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; ``signal 34`` for one without a name (a real-time signal)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 OUT_OF_MEMORY_SIGNS = (b"MemoryError", b"OutOfMemoryError", b"CUDA out of memory", b"Cannot allocate memory")
